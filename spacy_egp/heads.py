@@ -1,0 +1,271 @@
+"""The span heads: Efficient GlobalPointer (EGP), GlobalPointer (GP) and RoPE.
+
+EGP (Su Jianlin, 2022, https://kexue.fm/archives/8877) scores the token pair
+(i, j), i <= j, as a span of label a:
+
+    s_a(i, j) = q_i . k_j / sqrt(d)  +  (w1_a . [q_i; k_i] + w2_a . [q_j; k_j]) / 2
+
+q and k are the two halves of ONE projection of the token vectors (width 2d);
+RoPE rotates them before the product, while the label term reads the
+projection before RoPE. GP keeps one q/k projection per label and has no label
+term: s_a(i, j) = q_{a,i} . k_{a,j} / sqrt(d).
+
+Choices made once:
+
+- Score layout, the "band": a batch is the concatenation of its docs' tokens
+  (T tokens in all) and the scores are an array (T, W, K) whose cell
+  (t, w, a) is the span that starts at token t and ends at token t + w
+  (inclusive), W = min(max_span_length, longest doc). Memory and time grow
+  linearly with document length, no padding is needed between docs, and the
+  same (t, w) indices serve the loss, decoding and thresholds. Cells that run
+  past the end of their doc hold -inf (never a large finite constant, so
+  half precision cannot overflow); `band_mask` gives the same cells as a
+  boolean array.
+- Thinc ops rather than torch: the heads are a few dozen array operations
+  whose gradients are short and exactly testable, and keeping them in Thinc
+  means numpy on CPU, cupy on GPU (`spacy train --gpu-id 0`), no
+  numpy<->torch copies, and plain Thinc (msgpack) serialization: the label
+  count is a Thinc dimension that `from_bytes` restores before the weights, so
+  a saved pipeline reloads without rebuilding a torch module and without
+  unpickling anything.
+- The q/k split is first half / second half of the projection; the reference
+  interleaves (even / odd columns). That is a fixed permutation of the
+  projection's columns, so the two parameterisations are the same model.
+
+Parameter counts (token vectors of width D, head size d, K labels):
+
+    EGP: (D * 2d + 2d)  +  K * (2d * 2 + 2)   i.e. a fixed projection plus
+         4d + 2 per label (two weight vectors of 2d and two biases)
+    GP:  K * (D * 2d + 2d)                    i.e. 2Dd + 2d per label
+"""
+
+from typing import Callable, List, Optional, Tuple
+
+from thinc.api import Linear, Model, Ops
+from thinc.types import Floats2d, Floats3d, Ints1d, Ragged
+
+ROPE_BASE = 10000.0
+
+BandBackprop = Callable[[Floats3d], Tuple[Floats3d, Floats3d]]
+
+
+def egp_parameter_count(width: int, head_size: int, n_labels: int) -> int:
+    """Closed form of the EGP head's parameter count (see module docstring)."""
+    return width * 2 * head_size + 2 * head_size + n_labels * (4 * head_size + 2)
+
+
+def gp_parameter_count(width: int, head_size: int, n_labels: int) -> int:
+    """Closed form of the GP head's parameter count (see module docstring)."""
+    return n_labels * (width * 2 * head_size + 2 * head_size)
+
+
+def band_width(lengths: Ints1d, max_span_length: Optional[int]) -> int:
+    """The number of span widths scored for a batch of docs of these lengths."""
+    longest = int(lengths.max()) if len(lengths) else 0
+    if max_span_length is None:
+        return longest
+    return min(longest, max_span_length)
+
+
+def band_mask(ops: Ops, lengths: Ints1d, width: int):
+    """Boolean array (T, W): True where span (t, t + w) lies inside t's doc."""
+    lengths = ops.asarray1i(lengths)
+    total = int(lengths.sum())
+    doc_ends = ops.xp.repeat(ops.xp.cumsum(lengths), lengths)
+    remaining = doc_ends - ops.xp.arange(total)
+    return ops.xp.arange(width)[None, :] < remaining[:, None]
+
+
+def positions_in_doc(ops: Ops, lengths: Ints1d) -> Ints1d:
+    """Each token's position within its own doc, counting from 0."""
+    lengths = ops.asarray1i(lengths)
+    doc_starts = ops.xp.cumsum(lengths) - lengths
+    return ops.xp.arange(int(lengths.sum())) - ops.xp.repeat(doc_starts, lengths)
+
+
+def rope_angles(ops: Ops, lengths: Ints1d, head_size: int) -> Tuple[Floats2d, Floats2d]:
+    """cos and sin (T, d/2) of the rotation angles position * base^(-2m/d)."""
+    positions = positions_in_doc(ops, lengths).astype("float32")
+    frequencies = ROPE_BASE ** (-ops.xp.arange(0, head_size, 2, dtype="float32") / head_size)
+    angles = positions[:, None] * frequencies[None, :]
+    return ops.xp.cos(angles), ops.xp.sin(angles)
+
+
+def rotate(X: Floats3d, cos: Floats2d, sin: Floats2d) -> Floats3d:
+    """Rotate the pairs of columns (2m, 2m+1) of X (T, H, d) by the angles.
+
+    This is the reference's RoPE layout. Passing -sin applies the inverse
+    rotation, which is also the backward pass, since rotations are orthogonal.
+    """
+    even, odd = X[..., 0::2], X[..., 1::2]
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    out = X.copy()
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = odd * cos + even * sin
+    return out
+
+
+def pointer_band(ops: Ops, Q: Floats3d, K: Floats3d, width: int) -> Tuple[Floats3d, BandBackprop]:
+    """Band of scaled dot products: out[t, w, h] = Q[t, h] . K[t + w, h] / sqrt(d).
+
+    Q, K: (T, H, d). Pairs that reach past the batch's last token stay 0; pairs
+    that cross a doc boundary are computed and masked by the caller.
+    """
+    n_tokens, n_heads, head_size = Q.shape
+    scale = 1.0 / head_size**0.5
+    out = ops.alloc3f(n_tokens, width, n_heads)
+    for w in range(min(width, n_tokens)):
+        out[: n_tokens - w, w] = (Q[: n_tokens - w] * K[w:]).sum(-1) * scale
+
+    def backprop(d_out: Floats3d) -> Tuple[Floats3d, Floats3d]:
+        dQ = ops.alloc3f(*Q.shape)
+        dK = ops.alloc3f(*K.shape)
+        for w in range(min(width, n_tokens)):
+            d_w = d_out[: n_tokens - w, w, :, None] * scale
+            dQ[: n_tokens - w] += d_w * K[w:]
+            dK[w:] += d_w * Q[: n_tokens - w]
+        return dQ, dK
+
+    return out, backprop
+
+
+def add_span_ends(ops: Ops, starts: Floats2d, ends: Floats2d, width: int):
+    """Band (T, W, K) whose cell (t, w, a) is starts[t, a] + ends[t + w, a]."""
+    n_tokens, n_labels = starts.shape
+    out = ops.alloc3f(n_tokens, width, n_labels)
+    out += starts[:, None, :]
+    for w in range(min(width, n_tokens)):
+        out[: n_tokens - w, w] += ends[w:]
+
+    def backprop(d_out: Floats3d) -> Tuple[Floats2d, Floats2d]:
+        d_ends = ops.alloc2f(n_tokens, n_labels)
+        for w in range(min(width, n_tokens)):
+            d_ends[w:] += d_out[: n_tokens - w, w]
+        return d_out.sum(axis=1), d_ends
+
+    return out, backprop
+
+
+def _rope_qk(
+    model: Model, Q: Floats3d, K: Floats3d, lengths: Ints1d
+) -> Tuple[Floats3d, Floats3d, Callable]:
+    """Apply RoPE (if enabled) to Q and K; return them and their backprop."""
+    if not model.attrs["use_rope"]:
+        return Q, K, lambda dQ, dK: (dQ, dK)
+    cos, sin = rope_angles(model.ops, lengths, Q.shape[-1])
+
+    def backprop(dQ: Floats3d, dK: Floats3d) -> Tuple[Floats3d, Floats3d]:
+        return rotate(dQ, cos, -sin), rotate(dK, cos, -sin)
+
+    return rotate(Q, cos, sin), rotate(K, cos, sin), backprop
+
+
+def _mask_band(ops: Ops, scores: Floats3d, lengths: Ints1d) -> Tuple[Floats3d, Callable]:
+    mask = band_mask(ops, lengths, scores.shape[1])[:, :, None]
+    masked = ops.xp.where(mask, scores, -ops.xp.inf).astype("float32")
+
+    def backprop(d_scores: Floats3d) -> Floats3d:
+        return ops.xp.where(mask, d_scores, 0).astype("float32")
+
+    return masked, backprop
+
+
+def build_egp_head(
+    head_size: int, use_rope: bool, max_span_length: Optional[int], nO: Optional[int] = None
+) -> Model[Ragged, Ragged]:
+    """The EGP head: token vectors (T, D) → band of span logits (T, W, nO)."""
+    projection = Linear(nO=2 * head_size)
+    label_term = Linear()
+    return Model(
+        "efficient_globalpointer_head",
+        egp_forward,
+        init=init_head,
+        layers=[projection, label_term],
+        refs={"projection": projection, "label_term": label_term},
+        dims={"nO": nO, "nI": None},
+        attrs={"head_size": head_size, "use_rope": use_rope, "max_span_length": max_span_length},
+    )
+
+
+def build_gp_head(
+    head_size: int, use_rope: bool, max_span_length: Optional[int], nO: Optional[int] = None
+) -> Model[Ragged, Ragged]:
+    """The GP head: token vectors (T, D) → band of span logits (T, W, nO)."""
+    projection = Linear()
+    return Model(
+        "globalpointer_head",
+        gp_forward,
+        init=init_head,
+        layers=[projection],
+        refs={"projection": projection},
+        dims={"nO": nO, "nI": None},
+        attrs={"head_size": head_size, "use_rope": use_rope, "max_span_length": max_span_length},
+    )
+
+
+def init_head(model: Model, X: Optional[Ragged] = None, Y: Optional[Ragged] = None) -> None:
+    """Infer nI from the token vectors and size the label-dependent layers."""
+    if X is not None and not model.has_dim("nI"):
+        model.set_dim("nI", X.data.shape[1])
+    if not model.has_dim("nI"):
+        raise ValueError(
+            f"{model.name}: the width of the token vectors is unknown. Give the tok2vec "
+            "an explicit output width (e.g. `width` of spacy.Tok2VecListener.v1) or "
+            "initialize with example docs."
+        )
+    if Y is not None and not model.has_dim("nO"):
+        model.set_dim("nO", Y.data.shape[-1])
+    if not model.has_dim("nO"):
+        raise ValueError(
+            f"{model.name}: the number of labels is unknown. Initialize the component "
+            "with examples that carry gold spans, or pass `labels`."
+        )
+    n_labels, head_size = model.get_dim("nO"), model.attrs["head_size"]
+    projection = model.get_ref("projection")
+    projection.set_dim("nI", model.get_dim("nI"))
+    if model.has_ref("label_term"):
+        model.get_ref("label_term").set_dim("nI", 2 * head_size)
+        model.get_ref("label_term").set_dim("nO", 2 * n_labels)
+    else:
+        projection.set_dim("nO", 2 * head_size * n_labels)
+    for layer in model.layers:
+        layer.initialize()
+
+
+def egp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
+    ops, d = model.ops, model.attrs["head_size"]
+    width = band_width(X.lengths, model.attrs["max_span_length"])
+    P, bp_projection = model.get_ref("projection")(ops.asarray2f(X.data), is_train)
+    B, bp_label_term = model.get_ref("label_term")(P, is_train)
+    n_labels = B.shape[1] // 2
+    Q, K, bp_rope = _rope_qk(model, P[:, None, :d], P[:, None, d:], X.lengths)
+    dots, bp_dots = pointer_band(ops, Q, K, width)
+    ends, bp_ends = add_span_ends(ops, B[:, :n_labels] / 2, B[:, n_labels:] / 2, width)
+    scores, bp_mask = _mask_band(ops, dots + ends, X.lengths)
+
+    def backprop(dY: Ragged) -> Ragged:
+        d_scores = bp_mask(dY.dataXd)
+        d_starts, d_ends = bp_ends(d_scores)
+        dQ, dK = bp_rope(*bp_dots(d_scores.sum(axis=2, keepdims=True)))
+        dP = ops.xp.concatenate([dQ[:, 0], dK[:, 0]], axis=1)
+        dP += bp_label_term(ops.xp.concatenate([d_starts, d_ends], axis=1) / 2)
+        return Ragged(bp_projection(dP), X.lengths)
+
+    return Ragged(scores, X.lengths), backprop
+
+
+def gp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
+    ops, d, n_labels = model.ops, model.attrs["head_size"], model.get_dim("nO")
+    width = band_width(X.lengths, model.attrs["max_span_length"])
+    P, bp_projection = model.get_ref("projection")(ops.asarray2f(X.data), is_train)
+    P3 = P.reshape((P.shape[0], n_labels, 2 * d))
+    Q, K, bp_rope = _rope_qk(model, P3[..., :d], P3[..., d:], X.lengths)
+    dots, bp_dots = pointer_band(ops, Q, K, width)
+    scores, bp_mask = _mask_band(ops, dots, X.lengths)
+
+    def backprop(dY: Ragged) -> Ragged:
+        dQ, dK = bp_rope(*bp_dots(bp_mask(dY.dataXd)))
+        dP = ops.xp.concatenate([dQ, dK], axis=2).reshape(P.shape)
+        return Ragged(bp_projection(dP), X.lengths)
+
+    return Ragged(scores, X.lengths), backprop
