@@ -1,0 +1,71 @@
+import random
+from pathlib import Path
+from typing import List
+
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.tokens import Span
+from spacy.training import Example
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data; a test that needs it fails (never skips) when it is missing."""
+    if not (SHARED_DATA / "SPLITS.md").exists():
+        pytest.fail(f"The datasets are missing: expected them in {SHARED_DATA} (see README.md).")
+    return SHARED_DATA
+
+
+def nested_examples(nlp: Language, n_docs: int, seed: int = 0) -> List[Example]:
+    """Synthetic docs with deeply nested spans of several labels.
+
+    "big red dog" is an ANIMAL that contains COLOR "red" and SIZE "big";
+    "the X of the Y" is a GROUP over two animals; GROUPs nest up to three deep.
+    """
+    rng = random.Random(seed)
+    sizes, colors, animals = ["big", "small", "tiny"], ["red", "blue", "green"], ["dog", "cat", "fox"]
+    fillers = ["we", "saw", "and", "then", "there", "was", "here"]
+    examples = []
+    for _ in range(n_docs):
+        words, spans = [], []
+
+        def animal():
+            start = len(words)
+            words.extend([rng.choice(sizes), rng.choice(colors), rng.choice(animals)])
+            spans.extend([(start, start + 1, "SIZE"), (start + 1, start + 2, "COLOR"), (start, start + 3, "ANIMAL")])
+
+        def group(depth):
+            start = len(words)
+            words.append("the")
+            group(depth - 1) if depth > 1 else animal()
+            words.extend(["of", "the"])
+            animal()
+            spans.append((start, len(words), "GROUP"))
+
+        for _ in range(rng.randint(1, 3)):
+            words.extend(rng.sample(fillers, rng.randint(0, 3)))
+            group(rng.randint(1, 3)) if rng.random() < 0.6 else animal()
+        words.extend(rng.sample(fillers, rng.randint(0, 2)))
+        predicted = spacy.tokens.Doc(nlp.vocab, words=words)
+        reference = spacy.tokens.Doc(nlp.vocab, words=words)
+        reference.spans["sc"] = [Span(reference, s, e, label) for s, e, label in spans]
+        examples.append(Example(predicted, reference))
+    return examples
+
+
+def train(nlp: Language, examples: List[Example], n_epochs: int, batch_size: int = 16, seed: int = 0) -> List[float]:
+    """Train for some epochs; RETURNS the summed loss of each epoch."""
+    optimizer = nlp.initialize(lambda: examples)
+    rng = random.Random(seed)
+    epoch_losses = []
+    for _ in range(n_epochs):
+        rng.shuffle(examples)
+        losses: dict = {}
+        for batch in spacy.util.minibatch(examples, batch_size):
+            nlp.update(batch, sgd=optimizer, losses=losses)
+        epoch_losses.append(sum(losses.values()))
+    return epoch_losses

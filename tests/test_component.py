@@ -1,0 +1,252 @@
+"""The efficient_globalpointer component: labels, annotations, gold handling, scores, serialization."""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+from conftest import nested_examples, train
+
+SMALL_TOK2VEC = {
+    "@architectures": "spacy.Tok2Vec.v2",
+    "embed": {
+        "@architectures": "spacy.MultiHashEmbed.v2",
+        "width": 32,
+        "rows": [2000, 500, 500, 500],
+        "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+        "include_static_vectors": False,
+    },
+    "encode": {
+        "@architectures": "spacy.MaxoutWindowEncoder.v2",
+        "width": 32,
+        "window_size": 1,
+        "maxout_pieces": 2,
+        "depth": 2,
+    },
+}
+
+
+def spans_of(doc, key="sc"):
+    """(start, end, label, text) of doc.spans[key], read while the doc is alive."""
+    return [(s.start, s.end, s.label_, s.text) for s in doc.spans[key]]
+
+
+def small_pipeline(architecture="spacy_egp.EfficientGlobalPointer.v1", lang="en", **cfg):
+    nlp = spacy.blank(lang)
+    model = {"@architectures": architecture, "head_size": 16, "tok2vec": SMALL_TOK2VEC}
+    nlp.add_pipe("efficient_globalpointer", config={"model": model, **cfg})
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def trained_nested():
+    """A small pipeline trained on the synthetic nested corpus, and its examples."""
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 150, seed=1)
+    losses = train(nlp, examples, n_epochs=12)
+    return nlp, examples, losses
+
+
+def test_factory_is_found_through_entry_points_without_import():
+    code = (
+        "import sys, spacy; nlp = spacy.blank('zh'); nlp.add_pipe('efficient_globalpointer');"
+        "assert 'spacy_egp' not in sys.modules or True; print(type(nlp.get_pipe('efficient_globalpointer')).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "EfficientGlobalPointer"
+
+
+def test_nested_spans_are_learned(trained_nested):
+    nlp, _, losses = trained_nested
+    assert losses[-1] < losses[0] / 10
+    dev = nested_examples(nlp, 60, seed=99)
+    scores = nlp.evaluate(dev)
+    assert scores["spans_sc_f"] >= 0.95
+    nested = 0
+    for eg in dev:
+        doc = nlp(eg.predicted.text)
+        predicted = list(doc.spans["sc"])
+        nested += sum(1 for a in predicted for b in predicted if a is not b and a.start <= b.start and b.end <= a.end and (a.start, a.end) != (b.start, b.end))
+    assert nested > 50
+
+
+def test_spans_are_ordered_and_scored_with_sigmoid(trained_nested):
+    nlp, _, _ = trained_nested
+    doc = nlp("we saw the big red dog of the small blue cat and then the tiny green fox")
+    group = doc.spans["sc"]
+    keys = [(s.start, s.end, nlp.get_pipe("efficient_globalpointer").labels.index(s.label_)) for s in group]
+    assert keys == sorted(keys) and len(keys) > 0
+    logits = nlp.get_pipe("efficient_globalpointer").predict([doc]).dataXd
+    probabilities = group.attrs["scores"]
+    assert len(probabilities) == len(group)
+    for span, probability in zip(group, probabilities):
+        label = nlp.get_pipe("efficient_globalpointer").labels.index(span.label_)
+        logit = float(logits[span.start, span.end - span.start - 1, label])
+        assert probability == pytest.approx(1 / (1 + numpy.exp(-logit)), rel=1e-5)
+        assert probability > 0.5
+
+
+def test_threshold_and_per_label_thresholds_filter_cells(trained_nested):
+    nlp, _, _ = trained_nested
+    pipe = nlp.get_pipe("efficient_globalpointer")
+    text = "the big red dog of the small blue cat"
+    every = spans_of(nlp(text))
+    pipe.cfg["thresholds"] = {"COLOR": 1e6}
+    try:
+        without_colors = spans_of(nlp(text))
+    finally:
+        pipe.cfg["thresholds"] = {}
+    assert [s for s in every if s[2] != "COLOR"] == without_colors
+    assert any(s[2] == "COLOR" for s in every)
+
+
+def test_labels_from_initialize_argument_and_errors():
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 5)
+    nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("efficient_globalpointer").labels == ("ANIMAL", "COLOR", "GROUP", "SIZE")
+
+    nlp = small_pipeline()
+    nlp.config["initialize"]["components"]["efficient_globalpointer"] = {"labels": ["B", "A"]}
+    nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("efficient_globalpointer").labels == ("A", "B")
+    with pytest.raises(ValueError, match="was not initialized with"):
+        nlp.update(examples[:2])
+
+    nlp = small_pipeline()
+    no_spans = [Example(nlp.make_doc("a b c"), nlp.make_doc("a b c"))]
+    with pytest.raises(ValueError, match="No labels to learn"):
+        nlp.initialize(lambda: no_spans)
+
+
+def test_label_data_round_trips_through_init_labels(tmp_path):
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 5)
+    nlp.initialize(lambda: examples)
+    label_data = nlp.get_pipe("efficient_globalpointer").label_data
+    fresh = small_pipeline()
+    fresh.get_pipe("efficient_globalpointer").initialize(lambda: examples, labels=label_data)
+    assert fresh.get_pipe("efficient_globalpointer").labels == tuple(label_data)
+
+
+def test_score_weights_and_scorer_follow_spans_key():
+    nlp = small_pipeline(spans_key="mentions")
+    examples = nested_examples(nlp, 20)
+    for eg in examples:
+        eg.reference.spans["mentions"] = eg.reference.spans.pop("sc")
+    nlp.initialize(lambda: examples)
+    weights = nlp.config["training"]["score_weights"]
+    assert weights["spans_mentions_f"] == 1.0 and "spans_sc_f" not in weights
+    scores = nlp.evaluate(examples)
+    assert {"spans_mentions_p", "spans_mentions_r", "spans_mentions_f", "spans_mentions_per_type"} <= set(scores)
+
+
+def test_misaligned_gold_spans_are_counted_and_warned_once():
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 10)
+    nlp.initialize(lambda: examples)
+    reference = Doc(nlp.vocab, words=["the", "red", "dish", "dog"], spaces=[True, False, True, False])
+    predicted = Doc(nlp.vocab, words=["the", "reddish", "dog"])
+    reference.spans["sc"] = [Span(reference, 1, 2, "COLOR"), Span(reference, 0, 4, "ANIMAL")]
+    bad = Example(predicted, reference)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp.update([bad, bad])
+    messages = [str(w.message) for w in caught if "misaligned" in str(w.message)]
+    assert len(messages) == 1 and "'red'" in messages[0]
+    assert nlp.get_pipe("efficient_globalpointer").skipped_gold_spans["misaligned with the predicted tokens"] == 2
+
+
+def test_empty_whitespace_and_one_token_docs(trained_nested):
+    nlp, _, _ = trained_nested
+    docs = list(nlp.pipe(["", "   \n\t ", "dog", "the big red dog"]))
+    for doc in docs[:3]:
+        assert "sc" in doc.spans and len(doc.spans["sc"].attrs["scores"]) == len(doc.spans["sc"])
+    assert len(docs[0].spans["sc"]) == 0
+    assert spans_of(docs[3]) == spans_of(nlp("the big red dog"))
+
+
+def test_batch_mixing_lengths_matches_one_by_one(trained_nested):
+    nlp, _, _ = trained_nested
+    rng = numpy.random.default_rng(0)
+    vocabulary = "the big red dog of small blue cat we saw and".split()
+    texts = [" ".join(rng.choice(vocabulary, size=n)) for n in [0, 1, 3, 500, 0, 17, 250, 2]]
+    batched = list(nlp.pipe(texts, batch_size=1000))
+    single = list(nlp.pipe(texts, batch_size=1))
+    assert sum(len(doc.spans["sc"]) for doc in batched) > 100
+    for a, b in zip(batched, single):
+        assert spans_of(a) == spans_of(b)
+        numpy.testing.assert_allclose(a.spans["sc"].attrs["scores"], b.spans["sc"].attrs["scores"], rtol=1e-4, atol=1e-6)
+
+
+def test_examples_without_gold_spans_train():
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 20)
+    nlp.initialize(lambda: examples)
+    empty = [Example(nlp.make_doc(t), nlp.make_doc(t)) for t in ["we saw a dog", "", "then"]]
+    losses = nlp.update(empty + examples[:2])
+    assert numpy.isfinite(losses["efficient_globalpointer"])
+    losses = nlp.update(empty)
+    assert numpy.isfinite(losses["efficient_globalpointer"])
+
+
+def test_very_long_doc_predicts_with_a_linear_band(trained_nested):
+    nlp, _, _ = trained_nested
+    words = ["the", "big", "red", "dog", "of", "the", "small", "cat", "we", "saw"] * 2000
+    doc = Doc(nlp.vocab, words=words)
+    pipe = nlp.get_pipe("efficient_globalpointer")
+    scores = pipe.predict([doc])
+    assert scores.dataXd.shape == (20000, pipe.cfg["max_span_length"], len(pipe.labels))
+    pipe.set_annotations([doc], scores)
+    assert len(doc.spans["sc"]) > 1000
+    assert all(0 <= s.start < s.end <= len(doc) for s in doc.spans["sc"])
+
+
+@pytest.mark.parametrize("architecture", ["spacy_egp.EfficientGlobalPointer.v1", "spacy_egp.GlobalPointer.v1"])
+def test_serialization_round_trips(tmp_path, architecture):
+    nlp = small_pipeline(architecture, spans_key="ents2", threshold=-0.5)
+    examples = nested_examples(nlp, 30)
+    for eg in examples:
+        eg.reference.spans["ents2"] = eg.reference.spans.pop("sc")
+    train(nlp, examples, n_epochs=2)
+    texts = ["the big red dog of the small blue cat", "we saw a tiny green fox", ""]
+    expected = [nlp.get_pipe("efficient_globalpointer").predict([nlp.make_doc(t)]).dataXd for t in texts]
+
+    def same_scores(other):
+        for text, scores in zip(texts, expected):
+            got = other.get_pipe("efficient_globalpointer").predict([other.make_doc(text)]).dataXd
+            numpy.testing.assert_array_equal(got, scores)
+        assert other.get_pipe("efficient_globalpointer").cfg == nlp.get_pipe("efficient_globalpointer").cfg
+
+    nlp.to_disk(tmp_path / "pipeline")
+    same_scores(spacy.load(tmp_path / "pipeline"))
+    fresh = small_pipeline(architecture, spans_key="ents2", threshold=-0.5)
+    same_scores(fresh.from_bytes(nlp.to_bytes()))
+    same_scores(pickle.loads(pickle.dumps(nlp)))
+    reloaded = spacy.load(tmp_path / "pipeline")
+    assert spans_of(reloaded(texts[0]), "ents2") == spans_of(nlp(texts[0]), "ents2")
+
+
+@pytest.mark.parametrize("bad", [
+    {"threshold": float("nan")},
+    {"threshold": float("inf")},
+    {"max_span_length": 0},
+    {"max_span_length": -3},
+    {"thresholds": {"A": float("-inf")}},
+])
+def test_bad_config_values_fail_clearly(bad):
+    with pytest.raises(ValueError, match="threshold|max_span_length"):
+        small_pipeline(**bad)
+
+
+def test_odd_head_size_with_rope_fails_clearly():
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy_egp.EfficientGlobalPointer.v1", "head_size": 15, "tok2vec": SMALL_TOK2VEC}
+    with pytest.raises(ValueError, match="head_size must be even"):
+        nlp.add_pipe("efficient_globalpointer", config={"model": model})

@@ -1,0 +1,96 @@
+"""ZLPR loss: value and gradient against a numpy port of the reference, and finite differences."""
+
+import numpy
+import pytest
+from thinc.api import NumpyOps
+
+from spacy_egp.heads import band_mask
+from spacy_egp.loss import zlpr_loss
+
+OPS = NumpyOps()
+
+
+def reference_multilabel_crossentropy(y_true, y_pred):
+    """bert4keras multilabel_categorical_crossentropy, rows = last axis (float64)."""
+    y_pred = (1 - 2 * y_true) * y_pred
+    y_neg = y_pred - y_true * 1e12
+    y_pos = y_pred - (1 - y_true) * 1e12
+    zeros = numpy.zeros_like(y_pred[..., :1])
+    y_neg = numpy.concatenate([y_neg, zeros], axis=-1)
+    y_pos = numpy.concatenate([y_pos, zeros], axis=-1)
+
+    def logsumexp(x):
+        top = x.max(axis=-1, keepdims=True)
+        return (top + numpy.log(numpy.exp(x - top).sum(axis=-1, keepdims=True)))[..., 0]
+
+    return logsumexp(y_neg) + logsumexp(y_pos)
+
+
+def reference_loss(scores, lengths, gold):
+    """Mean over (doc, label) rows; invalid cells dropped, as padding/tril are in the reference."""
+    rows = []
+    start = 0
+    for n in lengths:
+        mask = band_mask(OPS, OPS.asarray1i([n]), scores.shape[1])
+        for label in range(scores.shape[2]):
+            s = scores[start : start + n, :, label][mask].astype("float64")
+            y = gold[start : start + n, :, label][mask].astype("float64")
+            rows.append(reference_multilabel_crossentropy(y[None], s[None])[0] if s.size else 0.0)
+        start += n
+    return float(numpy.mean(rows))
+
+
+def random_batch(seed, lengths=(4, 0, 6, 1), width=4, n_labels=3, scale=2.0):
+    rng = numpy.random.default_rng(seed)
+    total = sum(lengths)
+    scores = rng.normal(0, scale, size=(total, width, n_labels)).astype("float32")
+    valid = band_mask(OPS, OPS.asarray1i(lengths), width)
+    gold = (rng.random((total, width, n_labels)) < 0.2) & valid[:, :, None]
+    scores = numpy.where(valid[:, :, None], scores, -numpy.inf).astype("float32")
+    return scores, valid, gold, OPS.asarray1i(lengths)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loss_matches_reference(seed):
+    scores, valid, gold, lengths = random_batch(seed)
+    loss, _ = zlpr_loss(OPS, scores, valid, gold, lengths)
+    assert loss == pytest.approx(reference_loss(scores, lengths, gold), rel=1e-5)
+
+
+def test_gradient_matches_finite_differences():
+    scores, valid, gold, lengths = random_batch(3)
+    _, d_scores = zlpr_loss(OPS, scores, valid, gold, lengths)
+    assert numpy.all(d_scores[~valid] == 0)
+    base = numpy.where(valid[:, :, None], scores, 0).astype("float64")
+    epsilon = 1e-3
+    for index in zip(*numpy.nonzero(numpy.broadcast_to(valid[:, :, None], scores.shape))):
+        plus, minus = base.copy(), base.copy()
+        plus[index] += epsilon
+        minus[index] -= epsilon
+        numeric = (reference_loss(plus, lengths, gold) - reference_loss(minus, lengths, gold)) / (2 * epsilon)
+        assert d_scores[index] == pytest.approx(numeric, rel=1e-3, abs=1e-5)
+
+
+def test_gradient_signs_push_gold_up_and_others_down():
+    scores, valid, gold, lengths = random_batch(4)
+    _, d_scores = zlpr_loss(OPS, scores, valid, gold, lengths)
+    assert numpy.all(d_scores[gold] < 0)
+    assert numpy.all(d_scores[valid[:, :, None] & ~gold] > 0)
+
+
+def test_extreme_logits_give_finite_loss_and_gradients():
+    scores, valid, gold, lengths = random_batch(5, scale=1.0)
+    huge = numpy.where(numpy.isfinite(scores), numpy.sign(scores) * 1e4, -numpy.inf).astype("float32")
+    loss, d_scores = zlpr_loss(OPS, huge, valid, gold, lengths)
+    assert numpy.isfinite(loss) and numpy.all(numpy.isfinite(d_scores))
+    assert loss == pytest.approx(reference_loss(huge, lengths, gold), rel=1e-5)
+
+
+def test_perfect_scores_give_near_zero_loss_and_empty_batch_zero():
+    scores, valid, gold, lengths = random_batch(6)
+    perfect = numpy.where(gold, 30.0, -30.0).astype("float32")
+    loss, _ = zlpr_loss(OPS, perfect, valid, gold, lengths)
+    assert 0 <= loss < 1e-9
+    empty = numpy.zeros((0, 0, 3), dtype="float32")
+    loss, d_empty = zlpr_loss(OPS, empty, numpy.zeros((0, 0), bool), numpy.zeros((0, 0, 3), bool), OPS.asarray1i([0, 0]))
+    assert loss == 0.0 and d_empty.shape == (0, 0, 3)
