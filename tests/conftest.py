@@ -57,9 +57,12 @@ def nested_examples(nlp: Language, n_docs: int, seed: int = 0) -> List[Example]:
     return examples
 
 
-def train(nlp: Language, examples: List[Example], n_epochs: int, batch_size: int = 16, seed: int = 0) -> List[float]:
-    """Train for some epochs; RETURNS the summed loss of each epoch."""
+def train(
+    nlp: Language, examples: List[Example], n_epochs: int, batch_size: int = 16, seed: int = 0, learn_rate: float = 0.001
+) -> List[float]:
+    """Train with Adam for some epochs; RETURNS the summed loss of each epoch."""
     optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = learn_rate
     rng = random.Random(seed)
     epoch_losses = []
     for _ in range(n_epochs):
