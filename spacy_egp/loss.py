@@ -30,19 +30,24 @@ from thinc.types import Floats2d, Floats3d, Ints1d
 
 
 def _segment_log1p_sum_exp(
-    ops: Ops, values: Floats3d, lengths: Ints1d
+    ops: Ops, values: Floats3d, lengths: Ints1d, with_one: bool = True
 ) -> Tuple[Floats2d, Floats3d]:
-    """Per doc and label: log(1 + sum(exp(values))) over the doc's cells.
+    """Per segment and label: log(1 + sum(exp(values))) over the segment's cells.
 
-    values (T, W, K) with -inf on the cells that take no part; lengths: tokens
-    per doc, all > 0. RETURNS the (B, K) values and d(value)/d(values) (T, W, K).
-    Each row is shifted by its own maximum (at least 0), so logits of any size
-    give finite results.
+    values (T, W, K) with -inf on the cells that take no part; lengths: rows
+    per segment (tokens per doc), all > 0. RETURNS the (B, K) values and
+    d(value)/d(values) (T, W, K). Each segment is shifted by its own maximum,
+    so logits of any size give finite results. with_one=False drops the 1
+    (a plain log-sum-exp; every segment must then have a finite value).
     """
     xp = ops.xp
-    top = xp.maximum(ops.reduce_max(values.max(axis=1), lengths)[0], 0)
+    top = ops.reduce_max(values.max(axis=1), lengths)[0]
+    if with_one:
+        top = xp.maximum(top, 0)
     exps = xp.exp(values - xp.repeat(top, lengths, axis=0)[:, None, :])
-    totals = xp.exp(-top) + ops.reduce_sum(exps.sum(axis=1), lengths)
+    totals = ops.reduce_sum(exps.sum(axis=1), lengths)
+    if with_one:
+        totals += xp.exp(-top)
     grads = exps / xp.repeat(totals, lengths, axis=0)[:, None, :]
     return top + xp.log(totals), grads
 
@@ -74,3 +79,48 @@ def zlpr_loss(
     pos_loss, pos_grad = _segment_log1p_sum_exp(ops, positive, lengths)
     loss = float(neg_loss.sum() + pos_loss.sum()) / n_rows
     return loss, ((neg_grad - pos_grad) / n_rows).astype("float32")
+
+
+
+def sparse_zlpr_loss(
+    ops: Ops, scores: Floats3d, valid, positives, lengths: Ints1d
+) -> Tuple[float, Floats3d]:
+    """Sparse ZLPR: the value and gradient of `zlpr_loss`, without a dense gold array.
+
+    positives (P, 3): the (t, w, label) band cells of the gold spans, each once.
+    Per (doc, label) row, with A = log(1 + sum_valid exp(s)) and
+    G = log(sum_gold exp(s)), the negative term is A + log(1 - exp(G - A));
+    1 - exp(G - A) is clipped at 1e-7 as in the reference (a row whose gold
+    cells hold all the mass).
+    """
+    xp = ops.xp
+    n_labels = scores.shape[2]
+    n_rows = _batch_rows(lengths, n_labels)
+    lengths = ops.asarray1i(lengths)
+    nonempty = lengths[lengths > 0]
+    if scores.size == 0:
+        return 0.0, ops.alloc3f(*scores.shape)
+    every = xp.where(valid[:, :, None], scores, -xp.inf)
+    all_lse, all_grad = _segment_log1p_sum_exp(ops, every, nonempty)
+    if len(positives) == 0:
+        return float(all_lse.sum()) / n_rows, (all_grad / n_rows).astype("float32")
+    # Gold cells grouped by row; a row is (index among non-empty docs, label).
+    t, w, label = (xp.asarray(positives)[:, i] for i in range(3))
+    doc = xp.searchsorted(xp.cumsum(nonempty), t, side="right")
+    order = xp.argsort(doc * n_labels + label, kind="stable")
+    t, w, label, doc = t[order], w[order], label[order], doc[order]
+    rows, first, sizes = xp.unique(doc * n_labels + label, return_index=True, return_counts=True)
+    row_doc, row_label = doc[first], label[first]
+    gold = scores[t, w, label][:, None, None]
+    sizes = ops.asarray1i(sizes)
+    pos_lse, pos_grad = _segment_log1p_sum_exp(ops, -gold, sizes)
+    gold_lse, gold_grad = _segment_log1p_sum_exp(ops, gold, sizes, with_one=False)
+    ratio = xp.exp(gold_lse[:, 0] - all_lse[row_doc, row_label])
+    share = xp.clip(1 - ratio, 1e-7, 1)
+    inverse_share = xp.ones(all_lse.shape, dtype="float32")
+    inverse_share[row_doc, row_label] = 1 / share
+    d_scores = all_grad * xp.repeat(inverse_share, nonempty, axis=0)[:, None, :]
+    gold_factor = xp.repeat(ratio / share, sizes, axis=0)
+    d_scores[t, w, label] -= gold_factor * gold_grad[:, 0, 0] + pos_grad[:, 0, 0]
+    loss = float(all_lse.sum() + xp.log(share).sum() + pos_lse.sum())
+    return loss / n_rows, (d_scores / n_rows).astype("float32")

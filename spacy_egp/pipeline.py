@@ -26,7 +26,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d, Ragged
 
 from .heads import band_mask
-from .loss import zlpr_loss
+from .loss import sparse_zlpr_loss, zlpr_loss
 from .model import DEFAULT_MAX_SPAN_LENGTH
 
 DEFAULT_SPANS_KEY = "sc"
@@ -92,6 +92,7 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
         "threshold": 0.0,
         "thresholds": {},
         "max_span_length": DEFAULT_MAX_SPAN_LENGTH,
+        "sparse_loss": False,
         "scorer": {"@scorers": "spacy_egp.spans_scorer.v1"},
     },
     # Left empty on purpose: the weights must name the configured spans_key
@@ -106,6 +107,7 @@ def make_efficient_globalpointer(
     threshold: float,
     thresholds: Dict[str, float],
     max_span_length: Optional[int],
+    sparse_loss: bool,
     scorer: Optional[Callable],
 ) -> "EfficientGlobalPointer":
     """Create an efficient_globalpointer component (see EfficientGlobalPointer)."""
@@ -117,6 +119,7 @@ def make_efficient_globalpointer(
         threshold=threshold,
         thresholds=thresholds,
         max_span_length=max_span_length,
+        sparse_loss=sparse_loss,
         scorer=scorer,
     )
 
@@ -163,6 +166,7 @@ class EfficientGlobalPointer(TrainablePipe):
         threshold: float = 0.0,
         thresholds: Optional[Dict[str, float]] = None,
         max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
+        sparse_loss: bool = False,
         scorer: Optional[Callable] = spans_score,
     ) -> None:
         """Initialize the component.
@@ -178,6 +182,8 @@ class EfficientGlobalPointer(TrainablePipe):
             override `threshold`.
         max_span_length (Optional[int]): Spans longer than this many tokens are
             neither scored nor predicted; None scores all (quadratic memory).
+        sparse_loss (bool): Compute ZLPR from the gold cells' indices instead of
+            a dense gold array (same loss, less memory on long docs).
         scorer (Optional[Callable]): The scoring method.
         """
         if not isinstance(spans_key, str) or not spans_key:
@@ -195,6 +201,7 @@ class EfficientGlobalPointer(TrainablePipe):
                 for label, value in (thresholds or {}).items()
             },
             "max_span_length": _check_max_span_length(max_span_length),
+            "sparse_loss": bool(sparse_loss),
         }
         self.model.get_ref("head").attrs["max_span_length"] = self.cfg["max_span_length"]
         self.skipped_gold_spans: Counter = Counter()
@@ -311,14 +318,20 @@ class EfficientGlobalPointer(TrainablePipe):
         RETURNS (Tuple[float, Ragged]): The loss and d(loss)/d(scores).
         """
         ops = self.model.ops
-        gold = self._gold_band(list(examples), scores.dataXd.shape)
-        valid = band_mask(ops, scores.lengths, scores.dataXd.shape[1])
-        loss, d_scores = zlpr_loss(ops, scores.dataXd, valid, ops.asarray(gold), scores.lengths)
-        return loss, Ragged(d_scores, scores.lengths)
+        band = scores.dataXd
+        cells = ops.asarray(self._gold_cells(list(examples)), dtype="int64")
+        valid = band_mask(ops, scores.lengths, band.shape[1])
+        if self.cfg["sparse_loss"]:
+            loss, d_band = sparse_zlpr_loss(ops, band, valid, cells, scores.lengths)
+        else:
+            gold = ops.xp.zeros(band.shape, dtype=bool)
+            gold[cells[:, 0], cells[:, 1], cells[:, 2]] = True
+            loss, d_band = zlpr_loss(ops, band, valid, gold, scores.lengths)
+        return loss, Ragged(d_band, scores.lengths)
 
-    def _gold_band(self, examples: List[Example], shape: Tuple[int, int, int]) -> numpy.ndarray:
-        """Boolean (T, W, K) array: True at the cells of the aligned gold spans."""
-        gold = numpy.zeros(shape, dtype=bool)
+    def _gold_cells(self, examples: List[Example]) -> numpy.ndarray:
+        """The band cells (t, w, label) of the aligned gold spans, each once, (P, 3)."""
+        cells = set()
         label_index = {label: i for i, label in enumerate(self.labels)}
         max_length = self.cfg["max_span_length"]
         offset = 0
@@ -334,9 +347,9 @@ class EfficientGlobalPointer(TrainablePipe):
                         _describe(eg.predicted, start, end, label),
                     )
                 else:
-                    gold[offset + start, end - start - 1, label_index[label]] = True
+                    cells.add((offset + start, end - start - 1, label_index[label]))
             offset += len(eg.predicted)
-        return gold
+        return numpy.asarray(sorted(cells), dtype="int64").reshape((-1, 3))
 
     def _aligned_gold_spans(self, eg: Example) -> List[Tuple[int, int, str]]:
         reference = eg.reference.spans.get(self.key, [])

@@ -250,3 +250,13 @@ def test_odd_head_size_with_rope_fails_clearly():
     model = {"@architectures": "spacy_egp.EfficientGlobalPointer.v1", "head_size": 15, "tok2vec": SMALL_TOK2VEC}
     with pytest.raises(ValueError, match="head_size must be even"):
         nlp.add_pipe("efficient_globalpointer", config={"model": model})
+
+
+def test_sparse_loss_option_gives_the_dense_loss():
+    losses = {}
+    for sparse in (False, True):
+        spacy.util.fix_random_seed(0)
+        nlp = small_pipeline(sparse_loss=sparse)
+        examples = nested_examples(nlp, 12)
+        losses[sparse] = train(nlp, examples, n_epochs=2)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
