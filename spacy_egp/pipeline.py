@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import numpy
 from spacy.language import Language
 from spacy.pipeline.trainable_pipe import TrainablePipe
-from spacy.scorer import Scorer
+from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import registry
@@ -57,13 +57,18 @@ depth = 4
 DEFAULT_EGP_MODEL = Config().from_str(default_model_config)["model"]
 
 
-def spans_score(examples: Iterable[Example], *, spans_key: str = DEFAULT_SPANS_KEY, **kwargs: Any) -> Dict[str, Any]:
+def spans_score(
+    examples: Iterable[Example], *, spans_key: str = DEFAULT_SPANS_KEY, ents_mode: bool = False, **kwargs: Any
+) -> Dict[str, Any]:
     """Micro and per-label P/R/F of the spans in doc.spans[spans_key], nested allowed.
 
-    RETURNS (Dict[str, Any]): spans_{key}_p/_r/_f and spans_{key}_per_type.
+    RETURNS (Dict[str, Any]): spans_{key}_p/_r/_f and spans_{key}_per_type;
+        with ents_mode also ents_p/_r/_f and ents_per_type, scored as spaCy's ner.
     """
+    examples = list(examples)
+    scores = get_ner_prf(examples) if ents_mode else {}
     attr = f"spans_{spans_key}"
-    return Scorer.score_spans(
+    return scores | Scorer.score_spans(
         examples,
         attr,
         getter=lambda doc, _: doc.spans.get(spans_key, []),
@@ -85,7 +90,7 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
 
 @Language.factory(
     "efficient_globalpointer",
-    assigns=["doc.spans"],
+    assigns=["doc.spans", "doc.ents"],
     default_config={
         "model": DEFAULT_EGP_MODEL,
         "spans_key": DEFAULT_SPANS_KEY,
@@ -93,6 +98,7 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
         "thresholds": {},
         "max_span_length": DEFAULT_MAX_SPAN_LENGTH,
         "sparse_loss": False,
+        "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.spans_scorer.v1"},
     },
     # Left empty on purpose: the weights must name the configured spans_key
@@ -108,6 +114,7 @@ def make_efficient_globalpointer(
     thresholds: Dict[str, float],
     max_span_length: Optional[int],
     sparse_loss: bool,
+    ents_mode: bool,
     scorer: Optional[Callable],
 ) -> "EfficientGlobalPointer":
     """Create an efficient_globalpointer component (see EfficientGlobalPointer)."""
@@ -120,6 +127,7 @@ def make_efficient_globalpointer(
         thresholds=thresholds,
         max_span_length=max_span_length,
         sparse_loss=sparse_loss,
+        ents_mode=ents_mode,
         scorer=scorer,
     )
 
@@ -142,6 +150,18 @@ def _check_max_span_length(value: Any) -> Optional[int]:
             f"limit), got {value!r}."
         )
     return value
+
+
+def flat_selection(spans: List[Span], scores: numpy.ndarray) -> List[Span]:
+    """A non-overlapping subset of spans: highest score first, ties to the longer span."""
+    taken: set = set()
+    selected = []
+    for i in sorted(range(len(spans)), key=lambda i: (-scores[i], -len(spans[i]))):
+        tokens = range(spans[i].start, spans[i].end)
+        if taken.isdisjoint(tokens):
+            taken.update(tokens)
+            selected.append(spans[i])
+    return sorted(selected, key=lambda span: span.start)
 
 
 def _describe(doc: Doc, start: int, end: int, label: str) -> str:
@@ -167,6 +187,7 @@ class EfficientGlobalPointer(TrainablePipe):
         thresholds: Optional[Dict[str, float]] = None,
         max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
         sparse_loss: bool = False,
+        ents_mode: bool = False,
         scorer: Optional[Callable] = spans_score,
     ) -> None:
         """Initialize the component.
@@ -184,6 +205,9 @@ class EfficientGlobalPointer(TrainablePipe):
             neither scored nor predicted; None scores all (quadratic memory).
         sparse_loss (bool): Compute ZLPR from the gold cells' indices instead of
             a dense gold array (same loss, less memory on long docs).
+        ents_mode (bool): Also write a non-overlapping selection of the spans
+            to doc.ents (highest score first, ties to the longer span), as a
+            drop-in replacement for spaCy's ner.
         scorer (Optional[Callable]): The scoring method.
         """
         if not isinstance(spans_key, str) or not spans_key:
@@ -202,6 +226,7 @@ class EfficientGlobalPointer(TrainablePipe):
             },
             "max_span_length": _check_max_span_length(max_span_length),
             "sparse_loss": bool(sparse_loss),
+            "ents_mode": bool(ents_mode),
         }
         self.model.get_ref("head").attrs["max_span_length"] = self.cfg["max_span_length"]
         self.skipped_gold_spans: Counter = Counter()
@@ -283,6 +308,8 @@ class EfficientGlobalPointer(TrainablePipe):
             doc.spans[self.key] = SpanGroup(
                 doc, name=self.key, spans=spans, attrs={"scores": probabilities[found]}
             )
+            if self.cfg["ents_mode"]:
+                doc.set_ents(flat_selection(spans, probabilities[found]), default="outside")
 
     def update(
         self,

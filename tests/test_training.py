@@ -8,6 +8,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
+from spacy.util import filter_spans
 
 from conftest import REPO, nested_examples, train
 from test_component import SMALL_TOK2VEC
@@ -92,11 +93,25 @@ def cluener_examples(nlp, shared_data: Path, limit: int, tmp_path: Path):
     return [Example(nlp.make_doc(doc.text), doc) for doc in docs]
 
 
-def test_cluener_300_docs_are_learned(shared_data, tmp_path):
-    """Real data, CPU, well under 3 minutes: the training set is fitted (span F1 >= 0.9)."""
+def test_cluener_300_docs_are_learned_with_flat_ents(shared_data, tmp_path):
+    """Real data, CPU, well under 3 minutes: the training set is fitted (span F1 >= 0.9),
+    and ents_mode's doc.ents are scored as spaCy's ner scores them."""
     nlp = spacy.blank("zh")
-    nlp.add_pipe("efficient_globalpointer")
+    nlp.add_pipe("efficient_globalpointer", config={"ents_mode": True})
     examples = cluener_examples(nlp, shared_data, 300, tmp_path)
+    for eg in examples:
+        eg.reference.ents = filter_spans(eg.reference.spans["sc"])
     train(nlp, examples, n_epochs=25, batch_size=16)
     scores = nlp.evaluate(examples)
     assert scores["spans_sc_f"] >= 0.9, scores["spans_sc_f"]
+    predicted, gold = set(), set()
+    for i, doc in enumerate(nlp.pipe(eg.reference.text for eg in examples)):
+        spans = doc.spans["sc"]
+        assert all(a.end <= b.start for a, b in zip(doc.ents, doc.ents[1:]))
+        assert {(e.start, e.end, e.label_) for e in doc.ents} <= {(s.start, s.end, s.label_) for s in spans}
+        predicted |= {(i, e.start, e.end, e.label_) for e in doc.ents}
+        gold |= {(i, e.start, e.end, e.label_) for e in examples[i].reference.ents}
+    correct = len(predicted & gold)
+    assert scores["ents_p"] == pytest.approx(correct / len(predicted))
+    assert scores["ents_r"] == pytest.approx(correct / len(gold))
+    assert scores["ents_f"] >= 0.9
