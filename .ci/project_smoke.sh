@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End-to-end smoke run of project.yml on a small slice, outside the repository:
+#   fetch -> convert -> train -> evaluate -> package (workflow `all`) and visualize, in a temporary
+#   copy of the project; then the built wheel is installed into a fresh virtual environment
+#   (torch, then this repository's package without test extras, then the wheel) and loaded.
+#
+#   bash .ci/project_smoke.sh
+#
+# Environment: PYTHON (the interpreter with spacy-egp installed, default: python),
+# SPACY_EGP_SHARED_DATA (default: ../shared/data beside the repository), SMOKE_DATASET (cluener),
+# SMOKE_LANG (zh), SMOKE_MAX_DOCS (200), SMOKE_MAX_STEPS (30), KEEP_SMOKE_DIR=1 keeps the temp folder.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+SHARED_DATA="${SPACY_EGP_SHARED_DATA:-$REPO/../shared/data}"
+DATASET="${SMOKE_DATASET:-cluener}"
+LANG_CODE="${SMOKE_LANG:-zh}"
+MAX_DOCS="${SMOKE_MAX_DOCS:-200}"
+MAX_STEPS="${SMOKE_MAX_STEPS:-30}"
+TORCH_VERSION="${SMOKE_TORCH_VERSION:-2.13.0}"
+
+if [ ! -d "$SHARED_DATA" ]; then
+  echo "error: no shared data at $SHARED_DATA (set SPACY_EGP_SHARED_DATA)" >&2
+  exit 1
+fi
+SHARED_DATA="$(cd "$SHARED_DATA" && pwd)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/egp-smoke.XXXXXX")"
+cleanup() {
+  if [ -n "${KEEP_SMOKE_DIR:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+step() { echo; echo "=== smoke: $* ($(date +%T))"; }
+
+step "copy the project files to $WORK/project"
+mkdir -p "$WORK/project/assets"
+cp "$REPO/project.yml" "$WORK/project/"
+cp -r "$REPO/configs" "$REPO/scripts" "$WORK/project/"
+cp "$REPO/assets/README.md" "$WORK/project/assets/"
+
+# `spacy package --build wheel` needs the `build` package in the environment that runs it.
+if ! "$PYTHON" -c 'import importlib.metadata as m; m.version("build")' >/dev/null 2>&1; then
+  step "pip install build (needed by spacy package --build wheel)"
+  "$PYTHON" -m pip install --quiet build
+fi
+
+VARS=(--vars.dataset "$DATASET" --vars.lang "$LANG_CODE" --vars.max_docs "$MAX_DOCS"
+      --vars.max_steps "$MAX_STEPS" --vars.eval_frequency 10 --vars.shared_data "$SHARED_DATA"
+      --vars.visualize_docs 3)
+step "workflow all: ${VARS[*]}"
+"$PYTHON" -m weasel run all "$WORK/project" "${VARS[@]}"
+step "visualize"
+"$PYTHON" -m weasel run visualize "$WORK/project" "${VARS[@]}"
+step "re-run of all skips the finished steps"
+"$PYTHON" -m weasel run all "$WORK/project" "${VARS[@]}" | tee "$WORK/rerun.log"
+grep -q "Skipping 'train': nothing changed" "$WORK/rerun.log"
+
+P="$WORK/project"
+test -s "$P/corpus/$DATASET/train.spacy"
+test -s "$P/metrics/$DATASET.json"
+test -s "$P/visualize/$DATASET.html"
+"$PYTHON" -c "import json, sys; m = json.load(open(sys.argv[1])); print('dev spans_sc_f', m['spans_sc_f'])" \
+  "$P/metrics/$DATASET.json"
+WHEEL="$(ls "$P"/packages/"${LANG_CODE}_egp_${DATASET}"-*/dist/*.whl)"
+echo "wheel: $WHEEL"
+
+step "fresh virtual environment: torch==$TORCH_VERSION, the project's package, the wheel"
+# Created from the base interpreter (a venv of a venv is not nested), without system site-packages.
+"$PYTHON" -m venv "$WORK/venv"
+VPY="$WORK/venv/bin/python"
+"$VPY" -m pip install --quiet --upgrade pip
+"$VPY" -m pip install --quiet "torch==$TORCH_VERSION"
+# Install from a copy of the sources so that no build files land in the repository.
+mkdir -p "$WORK/src"
+cp -r "$REPO/spacy_egp" "$REPO/setup.cfg" "$REPO/pyproject.toml" "$WORK/src/"
+for f in README.md LICENSE; do [ -f "$REPO/$f" ] && cp "$REPO/$f" "$WORK/src/"; done
+find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+"$VPY" -m pip install --quiet "$WORK/src"
+"$VPY" -m pip install --quiet "$WHEEL"
+step "load the installed package"
+cd "$WORK"
+"$VPY" - "${LANG_CODE}_egp_${DATASET}" <<'PY'
+import sys
+import spacy
+name = sys.argv[1]
+nlp = spacy.load(name)
+text = "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。" if nlp.lang == "zh" else "IL-2 gene expression requires NF-kappa B."
+doc = nlp(text)
+print(name, nlp.pipe_names, "->", doc.spans["sc"], [(s.label_, s.text) for s in doc.spans["sc"]][:10])
+assert "sc" in doc.spans
+assert spacy.util.get_package_path(name).is_dir()
+print("SMOKE OK")
+PY
