@@ -161,13 +161,16 @@ def _rope_qk(
 
 
 def _mask_band(ops: Ops, scores: Floats3d, lengths: Ints1d) -> Tuple[Floats3d, Callable]:
-    mask = band_mask(ops, lengths, scores.shape[1])[:, :, None]
-    masked = ops.xp.where(mask, scores, -ops.xp.inf).astype("float32")
+    """Set the cells outside their doc to -inf, in place (one band in memory, not three)."""
+    outside = ~band_mask(ops, lengths, scores.shape[1])[:, :, None]
+    ops.xp.copyto(scores, -ops.xp.inf, where=outside)
 
     def backprop(d_scores: Floats3d) -> Floats3d:
-        return ops.xp.where(mask, d_scores, 0).astype("float32")
+        d_scores = d_scores.copy()
+        ops.xp.copyto(d_scores, 0.0, where=outside)
+        return d_scores
 
-    return masked, backprop
+    return scores, backprop
 
 
 def build_egp_head(
@@ -240,8 +243,9 @@ def egp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callab
     n_labels = B.shape[1] // 2
     Q, K, bp_rope = _rope_qk(model, P[:, None, :d], P[:, None, d:], X.lengths)
     dots, bp_dots = pointer_band(ops, Q, K, width)
-    ends, bp_ends = add_span_ends(ops, B[:, :n_labels] / 2, B[:, n_labels:] / 2, width)
-    scores, bp_mask = _mask_band(ops, dots + ends, X.lengths)
+    scores, bp_ends = add_span_ends(ops, B[:, :n_labels] / 2, B[:, n_labels:] / 2, width)
+    scores += dots
+    scores, bp_mask = _mask_band(ops, scores, X.lengths)
 
     def backprop(dY: Ragged) -> Ragged:
         d_scores = bp_mask(dY.dataXd)

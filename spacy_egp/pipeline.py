@@ -11,8 +11,10 @@ import dataclasses
 import math
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy
 from spacy.language import Language
@@ -164,9 +166,25 @@ def flat_selection(spans: List[Span], scores: numpy.ndarray) -> List[Span]:
     return sorted(selected, key=lambda span: span.start)
 
 
+@contextmanager
+def _clear_load_errors(name: str, source: str) -> Iterator[None]:
+    # msgpack and Thinc fail deep inside on truncated data; say what happened instead.
+    try:
+        yield
+    except Exception as error:
+        raise ValueError(
+            f"[{name}] Could not load the component from {source}: its data are truncated, "
+            f"corrupt or from an incompatible version ({type(error).__name__}: {error}). "
+            "Restore the saved pipeline or train it again."
+        ) from error
+
+
+def _preview(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
 def _describe(doc: Doc, start: int, end: int, label: str) -> str:
-    text = doc.text if len(doc.text) <= 60 else doc.text[:57] + "..."
-    return f"span [{start}:{end}] {doc[start:end].text!r} ({label}) in doc {text!r}"
+    return f"span [{start}:{end}] {doc[start:end].text!r} ({label}) in doc {_preview(doc.text)}"
 
 
 class EfficientGlobalPointer(TrainablePipe):
@@ -229,7 +247,7 @@ class EfficientGlobalPointer(TrainablePipe):
             "ents_mode": bool(ents_mode),
         }
         self.model.get_ref("head").attrs["max_span_length"] = self.cfg["max_span_length"]
-        self.skipped_gold_spans: Counter = Counter()
+        self.gold_span_problems: Counter = Counter()
 
     @property
     def key(self) -> str:
@@ -366,11 +384,9 @@ class EfficientGlobalPointer(TrainablePipe):
             for start, end, label in self._aligned_gold_spans(eg):
                 if label not in label_index:
                     raise ValueError(self._unknown_label_message(eg, start, end, label))
-                if end <= start:
-                    self._skip_gold("zero-length", _describe(eg.predicted, start, end, label))
-                elif max_length is not None and end - start > max_length:
-                    self._skip_gold(
-                        f"longer than max_span_length={max_length}",
+                if max_length is not None and end - start > max_length:
+                    self._report_gold(
+                        f"skipped: longer than max_span_length={max_length}",
                         _describe(eg.predicted, start, end, label),
                     )
                 else:
@@ -379,28 +395,63 @@ class EfficientGlobalPointer(TrainablePipe):
         return numpy.asarray(sorted(cells), dtype="int64").reshape((-1, 3))
 
     def _aligned_gold_spans(self, eg: Example) -> List[Tuple[int, int, str]]:
-        reference = eg.reference.spans.get(self.key, [])
-        aligned = eg.get_aligned_spans_y2x(reference, allow_overlap=True)
+        """The reference spans on the predicted tokens; reports what cannot be learned as given."""
+        reference = []
+        for span in eg.reference.spans.get(self.key, []):
+            if len(span) == 0:
+                self._report_gold("skipped: zero-length", _describe(eg.reference, span.start, span.end, span.label_))
+            else:
+                reference.append(span)
+        try:
+            aligned = eg.get_aligned_spans_y2x(reference, allow_overlap=True)
+        except ValueError as error:
+            raise ValueError(
+                f"[{self.name}] The predicted and reference docs of an example have different "
+                f"texts ({_preview(eg.predicted.text)} vs {_preview(eg.reference.text)}), so "
+                "their gold spans cannot be placed. Build each Example from two docs of the "
+                "same text."
+            ) from error
         if len(aligned) < len(reference):
             aligned_keys = {(s.start_char, s.end_char, s.label_) for s in aligned}
             for span in reference:
                 if (span.start_char, span.end_char, span.label_) not in aligned_keys:
-                    self._skip_gold(
-                        "misaligned with the predicted tokens",
+                    self._report_gold(
+                        "skipped: misaligned with the predicted tokens",
                         _describe(eg.reference, span.start, span.end, span.label_),
                     )
-        return [(span.start, span.end, span.label_) for span in aligned]
+        spans = [(span.start, span.end, span.label_) for span in aligned]
+        self._report_duplicates_and_crossings(eg.predicted, spans)
+        return spans
 
-    def _skip_gold(self, reason: str, what: str) -> None:
-        """Count a gold span that cannot be learned; warn at the 1st, 10th, 100th, ... one."""
-        self.skipped_gold_spans[reason] += 1
-        count = self.skipped_gold_spans[reason]
+    def _report_duplicates_and_crossings(self, doc: Doc, spans: List[Tuple[int, int, str]]) -> None:
+        # Both are learnable (each cell is scored on its own), but usually mean
+        # an annotation error, so they are reported, not dropped.
+        seen = set()
+        for span in spans:
+            if span in seen:
+                self._report_gold("kept once: duplicate", _describe(doc, *span))
+            seen.add(span)
+        ordered = sorted({(start, end) for start, end, _ in spans})
+        for i, (start, end) in enumerate(ordered):
+            for other_start, other_end in ordered[i + 1 :]:
+                if other_start >= end:
+                    break
+                if other_end > end and other_start > start:
+                    self._report_gold(
+                        "kept: crossing another gold span",
+                        f"{_describe(doc, start, end, '')} and [{other_start}:{other_end}]",
+                    )
+
+    def _report_gold(self, problem: str, what: str) -> None:
+        """Count a gold-span problem; warn at the 1st, 10th, 100th, ... one of each kind."""
+        self.gold_span_problems[problem] += 1
+        count = self.gold_span_problems[problem]
         if count == 10 ** int(math.log10(count)):
             warnings.warn(
-                f"[{self.name}] {count} gold span(s) skipped so far as {reason}; latest: "
-                f"{what}. Training continues without them; the counts are in "
-                f"nlp.get_pipe({self.name!r}).skipped_gold_spans.",
-                stacklevel=2,
+                f"[{self.name}] {count} gold span(s) so far {problem}; latest: {what}. "
+                f"Training continues; the counts are in "
+                f"nlp.get_pipe({self.name!r}).gold_span_problems.",
+                stacklevel=3,
             )
 
     def _unknown_label_message(self, eg: Example, start: int, end: int, label: str) -> str:
@@ -445,6 +496,16 @@ class EfficientGlobalPointer(TrainablePipe):
         self.model.initialize(X=docs if any(len(doc) for doc in docs) else None)
         if nlp is not None:
             self._set_score_weights(nlp)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "EfficientGlobalPointer":
+        """Load the component from bytes; damaged data give one clear error."""
+        with _clear_load_errors(self.name, "bytes"):
+            return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "EfficientGlobalPointer":
+        """Load the component from a directory; damaged files give one clear error."""
+        with _clear_load_errors(self.name, str(path)):
+            return super().from_disk(path, exclude=exclude)
 
     def _set_score_weights(self, nlp: Language) -> None:
         # spaCy keeps one score-weight table per factory; ours must name the

@@ -160,7 +160,7 @@ def test_misaligned_gold_spans_are_counted_and_warned_once():
         nlp.update([bad, bad])
     messages = [str(w.message) for w in caught if "misaligned" in str(w.message)]
     assert len(messages) == 1 and "'red'" in messages[0]
-    assert nlp.get_pipe("efficient_globalpointer").skipped_gold_spans["misaligned with the predicted tokens"] == 2
+    assert nlp.get_pipe("efficient_globalpointer").gold_span_problems["skipped: misaligned with the predicted tokens"] == 2
 
 
 def test_empty_whitespace_and_one_token_docs(trained_nested):

@@ -1,0 +1,193 @@
+"""Hostile input, long documents, bad gold, bad config, reload safety, determinism."""
+
+import pickle
+import warnings
+
+import numpy
+import pytest
+import spacy
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.api import Model
+
+from conftest import nested_examples, train
+from spacy_egp.pipeline import EfficientGlobalPointer
+from test_component import SMALL_TOK2VEC, small_pipeline
+
+PIPE = "efficient_globalpointer"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    spacy.util.fix_random_seed(0)
+    nlp = small_pipeline()
+    train(nlp, nested_examples(nlp, 80, seed=3), n_epochs=6)
+    return nlp
+
+
+def check_docs(texts, docs):
+    assert len(docs) == len(texts)
+    for text, doc in zip(texts, docs):
+        assert doc.text == text
+        group = doc.spans["sc"]
+        scores = group.attrs["scores"]
+        assert len(scores) == len(group)
+        assert numpy.all(numpy.isfinite(scores)) and numpy.all((scores >= 0) & (scores <= 1))
+        for span in group:
+            assert 0 <= span.start < span.end <= len(doc)
+
+
+HOSTILE_CHARACTERS = st.one_of(
+    # any code point, astral planes and controls included; lone surrogates are
+    # not text (they cannot be UTF-8 encoded, and spaCy's tokenizer rejects them)
+    st.characters(exclude_categories=("Cs",)),
+    st.sampled_from(list(" \n\t\r\u00a0\u200b\u200f\u202e\u0301\u0308\u05d0\u0627😀👩‍👩‍👧中文big red dog")),
+)
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(texts=st.lists(st.text(HOSTILE_CHARACTERS, max_size=60), min_size=1, max_size=4))
+def test_fuzzed_text_yields_one_valid_doc_per_input(trained, texts):
+    check_docs(texts, list(trained.pipe(texts, batch_size=4)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: "",
+    lambda: " \n" * 25000,
+    lambda: "😀" * 50000,
+    lambda: "the big red dog " * 3125,
+    lambda: "".join(chr(c) for c in numpy.random.default_rng(0).integers(0x20, 0x2FFFF, 60000) if not 0xD800 <= c < 0xE000)[:50000],
+])
+def test_50000_character_strings(trained, make):
+    text = make()
+    check_docs([text], list(trained.pipe([text])))
+
+
+def test_100000_token_doc_is_predicted(trained):
+    doc = Doc(trained.vocab, words=["the", "big", "red", "dog", "and"] * 20000)
+    doc = trained.get_pipe(PIPE)(doc)
+    assert len(doc.spans["sc"]) > 10000
+    check_docs([doc.text], [doc])
+
+
+def reference_and_predicted(nlp, words, spans):
+    predicted = nlp.make_doc(" ".join(words))
+    reference = nlp.make_doc(" ".join(words))
+    reference.spans["sc"] = [Span(reference, s, e, label) for s, e, label in spans]
+    return Example(predicted, reference)
+
+
+def updates_with_warnings(nlp, examples):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = nlp.update(examples)
+    assert numpy.isfinite(losses[PIPE])
+    return [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("spans,problem", [
+    ([(0, 3, "ANIMAL"), (1, 2, "COLOR")], None),  # nested: fine
+    ([(0, 3, "ANIMAL"), (2, 4, "ANIMAL")], "kept: crossing another gold span"),
+    ([(0, 3, "ANIMAL"), (0, 3, "ANIMAL")], "kept once: duplicate"),
+    ([(2, 2, "COLOR")], "skipped: zero-length"),
+])
+def test_bad_gold_spans_warn_and_training_continues(trained, spans, problem):
+    nlp = trained
+    pipe = nlp.get_pipe(PIPE)
+    pipe.gold_span_problems.clear()
+    eg = reference_and_predicted(nlp, ["big", "red", "dog", "ran", "home"], spans)
+    messages = updates_with_warnings(nlp, [eg])
+    if problem is None:
+        assert not pipe.gold_span_problems and not [m for m in messages if PIPE in m]
+    else:
+        assert pipe.gold_span_problems[problem] >= 1
+        assert any(problem in m and "'big red dog ran home'" in m for m in messages)
+
+
+def test_too_long_gold_span_is_skipped_with_count():
+    nlp = small_pipeline(max_span_length=2)
+    examples = nested_examples(nlp, 10)
+    nlp.initialize(lambda: examples)
+    messages = updates_with_warnings(nlp, examples)
+    problems = nlp.get_pipe(PIPE).gold_span_problems
+    assert problems["skipped: longer than max_span_length=2"] > 10
+    assert sum("longer than max_span_length=2" in m for m in messages) == 2  # the 1st and the 10th
+
+
+def test_unknown_label_and_different_texts_are_errors(trained):
+    unknown = reference_and_predicted(trained, ["big", "red", "dog"], [(0, 3, "PLANET")])
+    with pytest.raises(ValueError, match="'PLANET'.*not initialized with"):
+        trained.update([unknown])
+    different = Example(trained.make_doc("big red dog"), trained.make_doc("small red dog"))
+    with pytest.raises(ValueError, match="different texts"):
+        trained.update([different])
+
+
+def test_non_numeric_threshold_fails_at_creation():
+    with pytest.raises(Exception, match="threshold"):
+        small_pipeline(threshold="high")
+
+
+def test_tok2vec_of_unknown_width_fails_at_initialize():
+    def forward(model, docs, is_train):
+        return [model.ops.alloc2f(len(doc), 7) for doc in docs], lambda d: []
+
+    nlp = spacy.blank("en")
+    opaque = Model("opaque_tok2vec", forward)
+    model = spacy.registry.architectures.get("spacy_egp.EfficientGlobalPointer.v1")(tok2vec=opaque, head_size=8)
+    pipe = EfficientGlobalPointer(nlp.vocab, model)
+    empty = [Example(nlp.make_doc(""), nlp.make_doc(""))]
+    with pytest.raises(ValueError, match="width of the token vectors is unknown"):
+        pipe.initialize(lambda: empty, labels=["A"])
+
+
+def test_truncated_or_corrupted_model_gives_a_clear_error(trained, tmp_path):
+    trained.to_disk(tmp_path / "pipeline")
+    model_file = tmp_path / "pipeline" / PIPE / "model"
+    data = model_file.read_bytes()
+    model_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated, corrupt"):
+        spacy.load(tmp_path / "pipeline")
+    model_file.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ValueError, match="truncated, corrupt"):
+        spacy.load(tmp_path / "pipeline")
+
+
+def test_loading_executes_no_pickled_code(trained, tmp_path, monkeypatch):
+    trained.to_disk(tmp_path / "pipeline")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling during load")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    reloaded = spacy.load(tmp_path / "pipeline")
+    text = "the big red dog"
+    numpy.testing.assert_array_equal(
+        reloaded.get_pipe(PIPE).predict([reloaded.make_doc(text)]).dataXd,
+        trained.get_pipe(PIPE).predict([trained.make_doc(text)]).dataXd,
+    )
+
+
+def test_two_processes_give_the_same_results(trained):
+    texts = [" ".join(ex.reference.text.split()) for ex in nested_examples(trained, 40, seed=11)]
+    one = [[(s.start, s.end, s.label_) for s in d.spans["sc"]] for d in trained.pipe(texts)]
+    two = [[(s.start, s.end, s.label_) for s in d.spans["sc"]] for d in trained.pipe(texts, n_process=2, batch_size=8)]
+    assert one == two and sum(map(len, one)) > 40
+
+
+def test_same_seed_gives_identical_weights_and_scores():
+    results = []
+    for _ in range(2):
+        spacy.util.fix_random_seed(7)
+        nlp = small_pipeline()
+        examples = nested_examples(nlp, 30, seed=5)
+        train(nlp, examples, n_epochs=2, seed=5)
+        results.append((nlp.get_pipe(PIPE).model.to_bytes(), nlp.evaluate(nested_examples(nlp, 10, seed=6))))
+    assert results[0][0] == results[1][0]
+    assert results[0][1]["spans_sc_f"] == results[1][1]["spans_sc_f"]
