@@ -31,6 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { echo; echo "=== smoke: $* ($(date +%T))"; }
+# pip, quietly (this machine's pip configuration warns about absent local index folders)
+quiet_pip() { "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }; }
 
 step "copy the project files to $WORK/project"
 mkdir -p "$WORK/project/assets"
@@ -41,7 +43,7 @@ cp "$REPO/assets/README.md" "$WORK/project/assets/"
 # `spacy package --build wheel` needs the `build` package in the environment that runs it.
 if ! "$PYTHON" -c 'import importlib.metadata as m; m.version("build")' >/dev/null 2>&1; then
   step "pip install build (needed by spacy package --build wheel)"
-  "$PYTHON" -m pip install --quiet build
+  quiet_pip "$PYTHON" -m pip install --quiet build
 fi
 
 VARS=(--vars.dataset "$DATASET" --vars.lang "$LANG_CODE" --vars.max_docs "$MAX_DOCS"
@@ -68,15 +70,14 @@ step "fresh virtual environment: torch==$TORCH_VERSION, the project's package, t
 # Created from the base interpreter (a venv of a venv is not nested), without system site-packages.
 "$PYTHON" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
-"$VPY" -m pip install --quiet --upgrade pip
-"$VPY" -m pip install --quiet "torch==$TORCH_VERSION"
+quiet_pip "$VPY" -m pip install --quiet "torch==$TORCH_VERSION"
 # Install from a copy of the sources so that no build files land in the repository.
 mkdir -p "$WORK/src"
 cp -r "$REPO/spacy_egp" "$REPO/setup.cfg" "$REPO/pyproject.toml" "$WORK/src/"
 for f in README.md LICENSE; do [ -f "$REPO/$f" ] && cp "$REPO/$f" "$WORK/src/"; done
 find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
-"$VPY" -m pip install --quiet "$WORK/src"
-"$VPY" -m pip install --quiet "$WHEEL"
+quiet_pip "$VPY" -m pip install --quiet "$WORK/src"
+quiet_pip "$VPY" -m pip install --quiet "$WHEEL"
 step "load the installed package"
 cd "$WORK"
 "$VPY" - "${LANG_CODE}_egp_${DATASET}" <<'PY'
