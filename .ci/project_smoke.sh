@@ -37,7 +37,7 @@ quiet_pip() { "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }; }
 step "copy the project files to $WORK/project"
 mkdir -p "$WORK/project/assets"
 cp "$REPO/project.yml" "$WORK/project/"
-cp -r "$REPO/configs" "$REPO/scripts" "$WORK/project/"
+cp -r "$REPO/configs" "$WORK/project/"
 cp "$REPO/assets/README.md" "$WORK/project/assets/"
 
 # `spacy package --build wheel` needs the `build` package in the environment that runs it.

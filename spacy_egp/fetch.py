@@ -1,6 +1,6 @@
 """Put the raw files of one dataset into assets/DATASET/ (the project's `fetch` command).
 
-    python scripts/fetch_assets.py DATASET --shared-data ../shared/data [--assets assets]
+    python -m spacy_egp.fetch DATASET --shared-data ../shared/data [--assets assets]
 
 1. Offline machines: when SHARED_DATA/FOLDER holds the dataset's files (the
    layout of ../shared/data, see its SPLITS.md), they are copied into
