@@ -800,6 +800,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConversionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # e.g. an output folder that cannot be written
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
