@@ -73,7 +73,11 @@ def download(project_dir: Path, dataset: str, dest: Path) -> None:
     print(f"  no shared data: downloading the project's assets (python -m weasel assets {project_dir})")
     proc = subprocess.run([sys.executable, "-m", "weasel", "assets", str(project_dir)], check=False)
     if proc.returncode != 0:
-        sys.exit(f"error: 'python -m weasel assets' failed with status {proc.returncode}")
+        sys.exit(
+            f"error: 'python -m weasel assets' failed with status {proc.returncode} (no internet? copy the "
+            f"dataset's files into {dest}/, or point --vars.shared_data at a folder laid out like "
+            f"../shared/data)"
+        )
     if dataset == "cluener" and (dest / CLUENER_ZIP).exists():
         with zipfile.ZipFile(dest / CLUENER_ZIP) as archive:
             for name in ("train.json", "dev.json"):
@@ -98,6 +102,8 @@ def main() -> int:
     print(f"fetch {args.dataset} -> {dest}")
     if all((source / name).is_file() for name in files):
         copy_from_shared(source, dest, files)
+    elif all((dest / name).is_file() for name in files):
+        print(f"  no {source}; the files are already in {dest}: nothing to download")
     else:
         download(Path(args.project_dir), args.dataset, dest)
     missing = [name for name in files if not (dest / name).is_file()]
