@@ -38,3 +38,20 @@ def test_project_workflow_smoke(tmp_path):
     assert "Skipping 'train': nothing changed" in proc.stdout
     assert "SPAN F1 =" in proc.stdout and "micro avg" in proc.stdout
     assert _listing() == before, "the smoke run wrote into the repository's project folders"
+
+
+def test_fetch_copies_from_shared_data_and_checks_sha256(tmp_path):
+    shared = Path(os.environ.get("SPACY_EGP_SHARED_DATA", REPO.parent / "shared" / "data"))
+    assert (shared / "SPLITS.md").is_file(), f"the datasets are missing: {shared}"
+    cmd = [sys.executable, "-m", "spacy_egp.fetch", "cmeee5k", "--shared-data", str(shared),
+           "--assets", str(tmp_path / "assets")]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "copied from" in first.stdout and "sha256 ok" in first.stdout
+    assert (tmp_path / "assets" / "cmeee5k" / "CMeEE_dev.json").stat().st_size == 3448443
+    again = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert again.returncode == 0 and "already there" in again.stdout
+    # no shared data, files already in place: nothing to download
+    offline = subprocess.run(cmd[:5] + [str(tmp_path / "nowhere")] + cmd[6:], capture_output=True, text=True,
+                             check=False)
+    assert offline.returncode == 0 and "nothing to download" in offline.stdout
