@@ -29,7 +29,7 @@ from thinc.types import Floats3d, Ragged
 
 from .heads import band_mask
 from .loss import sparse_zlpr_loss, zlpr_loss
-from .model import DEFAULT_MAX_SPAN_LENGTH
+from .model import DEFAULT_MAX_SPAN_LENGTH, predict_token_vectors
 
 DEFAULT_SPANS_KEY = "sc"
 
@@ -297,7 +297,11 @@ class EfficientGlobalPointer(TrainablePipe):
             n_labels = len(self.labels)
             lengths = self.model.ops.asarray1i([len(doc) for doc in docs])
             return Ragged(self.model.ops.alloc3f(0, 0, n_labels), lengths)
-        return self.model.predict(docs)
+        # tok2vec and head run one after the other (not as one chain) so that the
+        # tok2vec's intermediate arrays are freed before the band is built
+        vectors = predict_token_vectors(self.model.get_ref("tok2vec"), docs)
+        lengths = self.model.ops.asarray1i([len(doc) for doc in docs])
+        return self.model.get_ref("head").predict(Ragged(self.model.ops.flatten(vectors), lengths))
 
     def set_annotations(self, docs: Iterable[Doc], scores: Ragged) -> None:
         """Write the spans above threshold to doc.spans[spans_key], with their scores.

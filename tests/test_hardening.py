@@ -14,6 +14,7 @@ from spacy.training import Example
 from thinc.api import Model
 
 from conftest import nested_examples, train
+from spacy_egp.model import encoder_context, predict_token_vectors
 from spacy_egp.pipeline import EfficientGlobalPointer
 from test_component import SMALL_TOK2VEC, small_pipeline
 
@@ -73,6 +74,35 @@ def test_100000_token_doc_is_predicted(trained):
     doc = trained.get_pipe(PIPE)(doc)
     assert len(doc.spans["sc"]) > 10000
     check_docs([doc.text], [doc])
+
+
+def test_long_docs_are_encoded_in_windows_with_the_same_scores(trained):
+    pipe = trained.get_pipe(PIPE)
+    tok2vec = pipe.model.get_ref("tok2vec")
+    rng = numpy.random.default_rng(0)
+    words = ["the", "big", "red", "dog", "and", "of", "cat", "blue"]
+    docs = [Doc(trained.vocab, words=[words[i] for i in rng.integers(0, len(words), n)]) for n in (3, 700, 40, 1001)]
+    whole = tok2vec.predict(docs)
+    windowed = predict_token_vectors(tok2vec, docs, window=100)
+    encode = SMALL_TOK2VEC["encode"]
+    assert encoder_context(tok2vec) == encode["depth"] * encode["window_size"]
+    assert [v.shape for v in windowed] == [v.shape for v in whole]
+    for a, b in zip(whole, windowed):
+        numpy.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    # one window fewer than the context would see the wrong neighbours: the test can fail
+    cut = [tok2vec.predict([doc[a:a + 100].as_doc()])[0] for doc in docs[1:2] for a in range(0, 700, 100)]
+    assert not numpy.allclose(numpy.concatenate(cut), whole[1], atol=1e-6)
+
+
+def test_encoders_of_unknown_context_are_not_windowed():
+    listener = spacy.registry.get("architectures", "spacy.Tok2VecListener.v1")(width=32)
+    assert encoder_context(listener) is None
+    lstm = spacy.registry.get("architectures", "spacy.Tok2Vec.v2")(
+        embed=spacy.registry.get("architectures", "spacy.MultiHashEmbed.v2")(
+            width=16, attrs=["NORM"], rows=[100], include_static_vectors=False),
+        encode=spacy.registry.get("architectures", "spacy.TorchBiLSTMEncoder.v1")(width=16, depth=1, dropout=0.0),
+    )
+    assert encoder_context(lstm) is None
 
 
 def reference_and_predicted(nlp, words, spans):

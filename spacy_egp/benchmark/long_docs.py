@@ -1,6 +1,6 @@
-"""Benchmarks that print figures (never timed tests).
+"""Time and peak memory of one long document against its length.
 
-    python -m spacy_egp.benchmark long-docs [--model PATH] [--lengths 10000 100000]
+    python -m spacy_egp.benchmark long-docs [--model [NAME=]PATH ...] [--lengths 10000 100000]
 
 `long-docs` predicts one document of each length in a fresh process and prints
 the wall time and the peak resident memory (RSS) of that process, so the
@@ -10,13 +10,12 @@ tok2vec and the head does not depend on the weights, but the number of spans
 written does, so give a trained pipeline for realistic figures.
 """
 
-import argparse
 import json
 import resource
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import spacy
 from spacy.language import Language
@@ -48,36 +47,29 @@ def measure_one(model: Optional[str], length: int) -> dict:
     return {"tokens": length, "seconds": seconds, "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024}
 
 
-def long_docs(model: Optional[str], lengths: List[int]) -> List[dict]:
+def long_docs(models: Dict[str, Optional[str]], lengths: List[int]) -> List[dict]:
+    """Time and peak RSS of each model (name -> path, None = untrained EGP) at each length."""
     rows = []
-    for length in lengths:
-        command = [sys.executable, "-m", "spacy_egp.benchmark", "_one", str(length)]
-        if model:
-            command += ["--model", model]
-        out = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'tokens':>8} {'seconds':>9} {'peak RSS MB':>12} {'time / first':>13}")
-    for row in rows:
-        ratio = row["seconds"] / rows[0]["seconds"]
-        print(f"{row['tokens']:>8} {row['seconds']:>9.2f} {row['peak_rss_mb']:>12.0f} {ratio:>13.2f}")
+    for name, model in models.items():
+        for length in lengths:
+            command = [sys.executable, "-m", "spacy_egp.benchmark", "_one", str(length)]
+            if model:
+                command += ["--model", model]
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"{name} at {length} tokens failed:\n{out.stderr}")
+            rows.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), model=name))
+    print(format_rows(rows))
     return rows
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spacy_egp.benchmark", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    long = sub.add_parser("long-docs", help="time and peak memory against document length")
-    long.add_argument("--model", default=None, help="a trained pipeline (default: untrained, 10 labels)")
-    long.add_argument("--lengths", type=int, nargs="+", default=[10000, 100000])
-    one = sub.add_parser("_one")
-    one.add_argument("length", type=int)
-    one.add_argument("--model", default=None)
-    args = parser.parse_args(argv)
-    if args.command == "long-docs":
-        long_docs(args.model, args.lengths)
-    else:
-        print(json.dumps(measure_one(args.model, args.length)))
-
-
-if __name__ == "__main__":
-    main()
+def format_rows(rows: List[dict]) -> str:
+    """A text table; the last column is the time over the model's first (shortest) length."""
+    lines = [f"{'model':<10} {'tokens':>8} {'seconds':>9} {'peak RSS MB':>12} {'time / first':>13}"]
+    first: Dict[str, float] = {}
+    for row in rows:
+        first.setdefault(row["model"], row["seconds"])
+        ratio = row["seconds"] / first[row["model"]]
+        lines.append(f"{row['model']:<10} {row['tokens']:>8} {row['seconds']:>9.2f} "
+                     f"{row['peak_rss_mb']:>12.0f} {ratio:>13.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Command line of the benchmarks: python -m spacy_egp.benchmark COMMAND ..."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from . import __doc__ as package_doc
+
+RESULTS = Path("results")
+
+
+def _models(specs: List[str]) -> Dict[str, Optional[str]]:
+    """NAME=PATH (or PATH, named after its position) pairs; none = the untrained EGP."""
+    if not specs:
+        return {"untrained": None}
+    return dict(spec.split("=", 1) if "=" in spec else (f"model{i}", spec) for i, spec in enumerate(specs))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spacy_egp.benchmark", description=package_doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    compare = sub.add_parser("compare", help="train and evaluate EGP, GP, spancat and ner on one dataset")
+    compare.add_argument("dataset", help="a name for the results, e.g. cluener")
+    compare.add_argument("--template", type=Path, required=True, help="the dataset's EGP config, e.g. configs/cluener_cnn.cfg")
+    compare.add_argument("--corpus", type=Path, required=True, help="folder with train.spacy, dev.spacy, test.spacy")
+    compare.add_argument("--output", type=Path, default=None, help="default: results/DATASET[-TOK2VEC]")
+    compare.add_argument("--pipelines", nargs="+", default=["egp", "gp", "spancat", "ner"])
+    compare.add_argument("--max-steps", type=int, required=True)
+    compare.add_argument("--eval-frequency", type=int, default=500)
+    compare.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")
+    compare.add_argument("--batch-size", type=int, default=256, help="nlp.pipe batch size at inference")
+    compare.add_argument("--gpu-id", type=int, default=-1, help="for training; inference is timed on CPU")
+    compare.add_argument("--tok2vec", default="CNN", help="a label for the tok2vec of the template")
+
+    long = sub.add_parser("long-docs", help="time and peak memory against document length")
+    long.add_argument("--model", nargs="*", default=[], help="NAME=PATH of trained pipelines (default: untrained EGP)")
+    long.add_argument("--lengths", type=int, nargs="+", default=[10000, 100000])
+    long.add_argument("--output", type=Path, default=None, help="JSON file for the rows")
+
+    params = sub.add_parser("params", help="EGP vs GP head parameters (D = 768, d = 64)")
+    params.add_argument("--output", type=Path, default=RESULTS / "params.json")
+
+    report = sub.add_parser("report", help="results/README.md, the plots and README.md's Results table")
+    report.add_argument("--results", type=Path, default=RESULTS)
+    report.add_argument("--readme", type=Path, default=Path("README.md"))
+
+    one = sub.add_parser("_one")
+    one.add_argument("length", type=int)
+    one.add_argument("--model", default=None)
+    evaluate = sub.add_parser("_evaluate")
+    evaluate.add_argument("model")
+    evaluate.add_argument("test")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "compare":
+        from .compare import run_dataset
+
+        suffix = "" if args.tok2vec == "CNN" else f"-{args.tok2vec.lower()}"
+        output = args.output or RESULTS / f"{args.dataset}{suffix}"
+        results = run_dataset(args.dataset, template=args.template, corpus=args.corpus, output=output,
+                              pipelines=args.pipelines, max_steps=args.max_steps,
+                              eval_frequency=args.eval_frequency, jobs=args.jobs, batch_size=args.batch_size,
+                              gpu_id=args.gpu_id, tok2vec_name=args.tok2vec)
+        from .report import format_dataset_table
+
+        print(format_dataset_table(results))
+    elif args.command == "long-docs":
+        from .long_docs import long_docs
+
+        rows = long_docs(_models(args.model), args.lengths)
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(rows, indent=2))
+    elif args.command == "params":
+        from .params import head_parameters
+        from .report import format_params_table
+
+        rows = head_parameters()
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(rows, indent=2))
+        print(format_params_table(rows))
+    elif args.command == "report":
+        from .report import write_report
+
+        write_report(args.results, args.readme)
+    elif args.command == "_one":
+        from .long_docs import measure_one
+
+        print(json.dumps(measure_one(args.model, args.length)))
+    else:
+        from .evaluation import evaluate_pipeline
+
+        print(json.dumps(evaluate_pipeline(args.model, args.test, args.batch_size)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

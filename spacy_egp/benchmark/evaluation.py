@@ -1,0 +1,114 @@
+"""Test-set figures of one trained pipeline: accuracy, head size, speed, memory.
+
+Accuracy is exact-match, labelled, against *all* gold spans of doc.spans["sc"]
+(nested included), whatever the pipeline writes: doc.spans["sc"] for EGP, GP
+and spancat, doc.ents for spaCy ner (which cannot produce nested spans; that is
+part of the comparison).
+
+Nested-only scores: a span is *nested* when it contains, or lies inside,
+another span of the same set (gold or predicted) with different boundaries.
+Recall is over the nested gold spans, precision over the nested predicted
+spans, each counted correct when it matches a gold span exactly.
+"""
+
+import resource
+import time
+from typing import Any, Dict, Iterable, List, Set, Tuple
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin, Span
+from spacy.util import minibatch
+from thinc.api import Model
+
+from .pipelines import SPANS_KEY
+
+SpanKey = Tuple[int, int, int, str]  # doc index, start char, end char, label
+
+
+def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256) -> Dict[str, Any]:
+    """Scores and costs of the pipeline at `model_path` on the .spacy file `test_path`."""
+    nlp = spacy.load(model_path)
+    gold_docs = list(DocBin().from_disk(test_path).get_docs(nlp.vocab))
+    texts = [doc.text for doc in gold_docs]
+    name, component = nlp.pipeline[-1]
+    list(nlp.pipe(texts[:64], batch_size=batch_size))  # warm-up: first calls allocate
+    start = time.perf_counter()
+    predicted = list(nlp.pipe(texts, batch_size=batch_size))
+    pipe_seconds = time.perf_counter() - start
+    words = sum(len(doc) for doc in predicted)
+    tok2vec_seconds, component_seconds = _stage_seconds(nlp, component, texts, batch_size)
+    gold = _span_keys(gold_docs, lambda doc: doc.spans.get(SPANS_KEY, []))
+    pred = _span_keys(predicted, lambda doc: doc.ents if name == "ner" else doc.spans.get(SPANS_KEY, []))
+    scores = prf(gold, pred)
+    nested = prf(nested_spans(gold), nested_spans(pred), gold_all=gold)
+    return {
+        "test_docs": len(gold_docs),
+        "test_p": scores["p"], "test_r": scores["r"], "test_f": scores["f"],
+        "nested_gold": len(nested_spans(gold)),
+        "nested_p": nested["p"], "nested_r": nested["r"], "nested_f": nested["f"],
+        "head_parameters": head_parameter_count(component.model, raw_tok2vec(component.model)),
+        "inference_words_per_second": words / pipe_seconds,
+        "head_share_of_inference": 1.0 - tok2vec_seconds / component_seconds,
+        "inference_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def prf(gold: Set[SpanKey], pred: Set[SpanKey], gold_all: Set[SpanKey] = None) -> Dict[str, float]:
+    """Exact-match P/R/F; with `gold_all`, a prediction is correct when it is in gold_all."""
+    reference = gold if gold_all is None else gold_all
+    p = len(pred & reference) / len(pred) if pred else 0.0
+    r = len(gold & pred) / len(gold) if gold else 0.0
+    return {"p": p, "r": r, "f": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def nested_spans(spans: Set[SpanKey]) -> Set[SpanKey]:
+    """The spans that contain, or lie inside, another span of the same doc."""
+    by_doc: Dict[int, List[SpanKey]] = {}
+    for span in spans:
+        by_doc.setdefault(span[0], []).append(span)
+    nested = set()
+    for doc_spans in by_doc.values():
+        for a in doc_spans:
+            for b in doc_spans:
+                if (a[1], a[2]) != (b[1], b[2]) and (a[1] <= b[1] and b[2] <= a[2] or b[1] <= a[1] and a[2] <= b[2]):
+                    nested.add(a)
+                    break
+    return nested
+
+
+def _span_keys(docs: List[Doc], spans_of: Any) -> Set[SpanKey]:
+    return {(i, s.start_char, s.end_char, s.label_) for i, doc in enumerate(docs) for s in spans_of(doc)}
+
+
+def raw_tok2vec(model: Model) -> Model:
+    """The tok2vec a component's model starts with (spaCy ner's ref adds a Linear: skip it)."""
+    tok2vec = model.get_ref("tok2vec")
+    if model.name.startswith("parser_model") or tok2vec.name.startswith("tok2vec>>list2array"):
+        return tok2vec.layers[0]
+    return tok2vec
+
+
+def parameter_count(model: Model) -> int:
+    return sum(node.get_param(name).size for node in model.walk()
+               for name in node.param_names if node.has_param(name))
+
+
+def head_parameter_count(model: Model, tok2vec: Model) -> int:
+    return parameter_count(model) - parameter_count(tok2vec)
+
+
+def _stage_seconds(nlp: Language, component: Any, texts: Iterable[str], batch_size: int) -> Tuple[float, float]:
+    """Seconds in the tok2vec alone and in the whole component (tok2vec + head + decoding)."""
+    docs = [nlp.make_doc(text) for text in texts]
+    for _, earlier in nlp.pipeline[:-1]:
+        docs = list(earlier.pipe(docs))
+    tok2vec = raw_tok2vec(component.model)
+    start = time.perf_counter()
+    for batch in minibatch(docs, batch_size):
+        tok2vec.predict(batch)
+    tok2vec_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for batch in minibatch(docs, batch_size):
+        component.set_annotations(batch, component.predict(batch))
+    return tok2vec_seconds, time.perf_counter() - start

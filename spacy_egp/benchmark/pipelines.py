@@ -1,0 +1,115 @@
+"""The four pipelines the benchmark compares, built from one template config.
+
+The template is a dataset's EGP config from configs/ (e.g. configs/cluener_cnn.cfg).
+Every pipeline keeps the template's [nlp], [training] (seed, batcher, optimizer,
+max_steps) and [corpora], and the *same* tok2vec block: only the component
+after the tok2vec changes. That is what makes the comparison fair.
+"""
+
+import copy
+from typing import Any, Dict, Iterable, List
+
+import numpy
+from spacy.tokens import Doc
+from thinc.api import Config
+
+PIPELINES = ("egp", "gp", "spancat", "ner")
+EGP_COMPONENT = "efficient_globalpointer"
+SPANS_KEY = "sc"
+
+
+def suggester_max_length(docs: Iterable[Doc], coverage: float = 0.995) -> int:
+    """The shortest n-gram range 1..L covering `coverage` of the gold span lengths."""
+    lengths = numpy.array([len(span) for doc in docs for span in doc.spans.get(SPANS_KEY, [])])
+    if lengths.size == 0:
+        raise ValueError(f"no gold spans in doc.spans[{SPANS_KEY!r}]: cannot size spancat's suggester")
+    return int(numpy.ceil(numpy.quantile(lengths, coverage, method="inverted_cdf")))
+
+
+def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: int,
+                    eval_frequency: int, log_path: str) -> Config:
+    """The config of pipeline `name` (one of PIPELINES) from the EGP template."""
+    if name not in PIPELINES:
+        raise ValueError(f"unknown pipeline {name!r}: choose one of {', '.join(PIPELINES)}")
+    config = copy.deepcopy(template)
+    components = config["components"]
+    egp = components.pop(EGP_COMPONENT)
+    # resolved, because its ${...} references name the EGP component, which the others lack
+    tok2vec = template.interpolate()["components"][EGP_COMPONENT]["model"]["tok2vec"]
+    if name == "egp":
+        components[EGP_COMPONENT] = egp
+    elif name == "gp":
+        egp["model"]["@architectures"] = "spacy_egp.GlobalPointer.v1"
+        components[EGP_COMPONENT] = egp
+    else:
+        components[name] = (_spancat if name == "spancat" else _ner)(tok2vec, ngram_max)
+    main = EGP_COMPONENT if name in ("egp", "gp") else name
+    config["nlp"]["pipeline"] = [p if p != EGP_COMPONENT else main for p in config["nlp"]["pipeline"]]
+    config["initialize"]["components"] = {}
+    training = config["training"]
+    training.update(max_steps=max_steps, eval_frequency=eval_frequency, patience=0, max_epochs=0)
+    training["score_weights"] = _score_weights(name)
+    training["logger"] = {"@loggers": "spacy_egp.ThroughputLogger.v1", "log_path": log_path}
+    return config
+
+
+def _score_weights(name: str) -> Dict[str, float]:
+    # ner is selected on its own flat dev set (doc.ents); the others on nested spans.
+    prefix = "ents" if name == "ner" else f"spans_{SPANS_KEY}"
+    return {f"{prefix}_f": 1.0, f"{prefix}_p": 0.0, f"{prefix}_r": 0.0}
+
+
+def _spancat(tok2vec: Dict[str, Any], ngram_max: int) -> Dict[str, Any]:
+    """spaCy's spancat defaults (multi-label), the shared tok2vec, a covering suggester."""
+    return {
+        "factory": "spancat",
+        "spans_key": SPANS_KEY,
+        "threshold": 0.5,
+        "max_positive": None,
+        "suggester": {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": ngram_max},
+        "model": {
+            "@architectures": "spacy.SpanCategorizer.v1",
+            "tok2vec": copy.deepcopy(tok2vec),
+            "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 128},
+            "scorer": {"@layers": "spacy.LinearLogistic.v1", "nO": None, "nI": None},
+        },
+    }
+
+
+def _ner(tok2vec: Dict[str, Any], ngram_max: int) -> Dict[str, Any]:
+    """spaCy's ner defaults with the shared tok2vec (it learns doc.ents, i.e. flat spans)."""
+    return {
+        "factory": "ner",
+        "moves": None,
+        "update_with_oracle_cut_size": 100,
+        "incorrect_spans_key": None,
+        "model": {
+            "@architectures": "spacy.TransitionBasedParser.v2",
+            "state_type": "ner",
+            "extra_state_tokens": False,
+            "hidden_width": 64,
+            "maxout_pieces": 2,
+            "use_upper": True,
+            "nO": None,
+            "tok2vec": copy.deepcopy(tok2vec),
+        },
+    }
+
+
+def flat_ents(doc: Doc) -> Doc:
+    """`doc` with doc.ents set to a non-overlapping selection of its gold spans.
+
+    spaCy's `filter_spans` keeps the longest span first (ties: the earliest),
+    the usual way to flatten nested gold for a flat tagger.
+    """
+    from spacy.util import filter_spans
+
+    doc.ents = filter_spans(list(doc.spans.get(SPANS_KEY, [])))
+    return doc
+
+
+def pipeline_names(selected: List[str]) -> List[str]:
+    unknown = sorted(set(selected) - set(PIPELINES))
+    if unknown:
+        raise ValueError(f"unknown pipeline(s) {unknown}: choose from {', '.join(PIPELINES)}")
+    return [name for name in PIPELINES if name in selected]
