@@ -21,6 +21,7 @@ import spacy
 from spacy.tokens import DocBin
 from thinc.api import Config
 
+from .logger import training_words_per_second
 from .pipelines import flat_ents, pipeline_config, pipeline_names, suggester_max_length
 
 
@@ -43,7 +44,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(config_path, interpolate=False)
         train, dev = (flat["train"], flat["dev"]) if name == "ner" else (corpus / "train.spacy", corpus / "dev.spacy")
-        runs.append(_TrainingRun(name, config_path, output, train, dev, gpu_id, _word_count(dev, lang)))
+        runs.append(_TrainingRun(name, config_path, output, train, dev, gpu_id))
     # longest first, so that with --jobs 2 the short ones share the other core
     _train_all(sorted(runs, key=lambda run: run.name != "spancat"), jobs)
     rows = [dict(run.summary(), **_evaluate_in_subprocess(run.model_best, corpus / "test.spacy", batch_size))
@@ -99,17 +100,11 @@ def _write_flat_corpus(corpus: Path, out: Path, lang: str) -> Dict[str, Path]:
     return paths
 
 
-def _word_count(path: Path, lang: str) -> int:
-    return sum(len(doc) for doc in DocBin().from_disk(path).get_docs(spacy.blank(lang).vocab))
-
-
 class _TrainingRun:
     """One `spacy train` process; its summary survives in training/NAME/benchmark.json."""
 
-    def __init__(self, name: str, config: Path, output: Path, train: Path, dev: Path, gpu_id: int,
-                 dev_words: int):
+    def __init__(self, name: str, config: Path, output: Path, train: Path, dev: Path, gpu_id: int):
         self.name = name
-        self.dev_words = dev_words
         self.directory = output / "training" / name
         self.log = output / "logs" / f"{name}.jsonl"
         self.console = output / "logs" / f"{name}.txt"
@@ -141,16 +136,12 @@ class _TrainingRun:
             raise RuntimeError(f"training {self.name} failed: see {self.console}")
         evaluations = [json.loads(line) for line in self.log.read_text().splitlines()]
         last = evaluations[-1]
-        # spaCy's clock includes the dev evaluations; their speed is logged, so take them out
-        evaluating = sum(self.dev_words / e["scores"]["speed"] for e in evaluations if e["scores"].get("speed"))
-        training_seconds = max(last["seconds"] - evaluating, 1.0)
         summary = {
             "pipeline": self.name,
             "train_wall_seconds": time.perf_counter() - self.started,
             "train_steps": last["step"],
             "train_words": last["words"],
-            "train_seconds_without_evaluation": training_seconds,
-            "train_words_per_second": last["words"] / training_seconds,
+            "train_words_per_second": training_words_per_second(evaluations),
             "train_peak_rss_mb": rusage.ru_maxrss / 1024,
             "dev_best_score": max(e["score"] for e in evaluations),
         }

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from spacy.language import Language
 from spacy.util import registry
@@ -43,3 +43,14 @@ def make_throughput_logger(
         return step, close
 
     return setup
+
+
+def training_words_per_second(evaluations: List[Dict[str, Any]]) -> float:
+    """Words per second from the first evaluation (step 0) to the last.
+
+    The step-0 evaluation is left out: an untrained pipeline can predict a
+    great many spans and its scoring says nothing about training speed. The
+    later evaluations (every eval_frequency steps) are included.
+    """
+    first, last = evaluations[0], evaluations[-1]
+    return (last["words"] - first["words"]) / max(last["seconds"] - first["seconds"], 1)
