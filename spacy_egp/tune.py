@@ -1,0 +1,555 @@
+"""Tune the per-label logit thresholds of an efficient_globalpointer component on dev data.
+
+Command line::
+
+    python -m spacy_egp.tune MODEL DEV_DATA --output OUT_MODEL [--spans-key KEY]
+        [--component NAME] [--gpu-id -1] [--grid=-2:2:0.25 | --grid=-1,-0.5,0,0.5] [--batch-size 64]
+
+MODEL is a pipeline folder (or installed package); DEV_DATA a ``.spacy`` file with
+gold spans in ``doc.spans[KEY]`` (KEY: the component's ``spans_key`` unless given).
+The pipeline's components up to the tuned one run once over the dev texts
+(``nlp.make_doc(gold.text)``); every cell of the logit band above a low floor is
+kept with its label and whether it is a gold span. For each label the threshold
+with the best dev F1 is then chosen, from the exact candidate scores (midway
+between two neighbouring scores) or from ``--grid``; among equally good
+thresholds the one closest to the current threshold wins, so an already optimal
+threshold stays. A label with no gold span in the dev data keeps its threshold.
+The thresholds go into the component's ``cfg["thresholds"]`` and into the
+pipeline config, and the pipeline is saved to OUT_MODEL, so that
+``spacy.load(OUT_MODEL)`` predicts with them. A per-label table of old and new
+thresholds with dev F1 before and after is printed.
+
+Tune on dev, never on test: the tuned dev F1 is an in-sample score. A second
+form prints test scores before and after tuning and warns when the tuning data
+and the test data are the same (CLUENER's test split *is* its dev set)::
+
+    python -m spacy_egp.tune compare BEFORE.json AFTER.json --tuning-data DEV.spacy
+        --test-data TEST.spacy [--spans-key sc]
+
+BEFORE.json and AFTER.json are metrics of ``python -m spacy_egp.evaluate``.
+"""
+
+import argparse
+import hashlib
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import numpy
+import srsly
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+
+from .pipeline import EfficientGlobalPointer
+
+FACTORY = "efficient_globalpointer"
+# The lowest logit searched unless a threshold or the grid is lower: a probability
+# of 0.7%, far below any useful threshold, yet it keeps few cells of the band.
+DEFAULT_FLOOR = -5.0
+# How far above the highest candidate score "predict nothing" puts a threshold.
+ABOVE_ALL_MARGIN = 1.0
+
+class TuneError(ValueError):
+    """A problem with the user's input; the message says what to fix."""
+
+
+@dataclass
+class Candidates:
+    """The logits of one label's candidate cells and whether each is a gold span."""
+
+    scores: numpy.ndarray  # float32, every cell above the floor
+    is_gold: numpy.ndarray  # bool, same length
+    n_gold: int  # all gold spans of the label, including those never scored above the floor
+
+
+@dataclass
+class LabelTuning:
+    """The outcome for one label: thresholds and dev counts before and after."""
+
+    label: str
+    old: Optional[float]
+    new: Optional[float]
+    n_gold: int
+    tp_before: int = 0
+    pred_before: int = 0
+    tp_after: int = 0
+    pred_after: int = 0
+    note: str = ""
+
+    @property
+    def f1_before(self) -> float:
+        return f1_score(self.tp_before, self.pred_before, self.n_gold)
+
+    @property
+    def f1_after(self) -> float:
+        return f1_score(self.tp_after, self.pred_after, self.n_gold)
+
+
+def f1_score(tp: int, n_pred: int, n_gold: int) -> float:
+    """F1 from counts: 2 TP / (predicted + gold); 0.0 when both are empty."""
+    return 2.0 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0
+
+
+def micro_f1(results: Iterable[LabelTuning], after: bool) -> float:
+    """Micro F1 over labels, before or after tuning."""
+    results = list(results)
+    tp = sum(r.tp_after if after else r.tp_before for r in results)
+    pred = sum(r.pred_after if after else r.pred_before for r in results)
+    return f1_score(tp, pred, sum(r.n_gold for r in results))
+
+
+# --------------------------------------------------------------------------
+# Searching one label's threshold
+# --------------------------------------------------------------------------
+
+
+def as_float32(value: float) -> float:
+    # set_annotations compares float32 logits with float32 thresholds: searching
+    # in the same precision makes the dev counts exactly those of the pipeline.
+    return float(numpy.float32(value))
+
+
+def counts_at(scores: numpy.ndarray, is_gold: numpy.ndarray, threshold: float) -> Tuple[int, int]:
+    """(true positives, predicted) when the cells above threshold are predicted."""
+    above = scores > numpy.float32(threshold)
+    return int(numpy.count_nonzero(is_gold & above)), int(numpy.count_nonzero(above))
+
+
+def score_levels(cands: Candidates, floor: float) -> Tuple[numpy.ndarray, ...]:
+    """Every distinct prediction set as an interval [lo, hi) of thresholds, with its counts.
+
+    Interval k keeps the k highest distinct scores: k = 0 predicts nothing
+    ([highest score, inf)), the last one everything above the floor.
+    RETURNS (Tuple[numpy.ndarray, ...]): lo, hi, true positives, predicted.
+    """
+    order = numpy.argsort(-cands.scores, kind="stable")
+    scores, gold = cands.scores[order], cands.is_gold[order]
+    values, first = numpy.unique(-scores, return_index=True)
+    values = -values  # distinct scores, highest first
+    ends = numpy.append(first[1:], len(scores))
+    tp = numpy.concatenate([[0], numpy.cumsum(gold)[ends - 1] if len(ends) else []])
+    pred = numpy.concatenate([[0], ends])
+    lo = numpy.concatenate([values, [floor]]).astype("float64")
+    hi = numpy.concatenate([[numpy.inf], values]).astype("float64")
+    return lo, hi, tp.astype(int), pred.astype(int)
+
+
+def representative(lo: float, hi: float, current: float) -> float:
+    """A threshold inside [lo, hi): the current one if it is there, else the middle."""
+    if lo <= current < hi:
+        return current
+    if not numpy.isfinite(hi):
+        return as_float32(lo + ABOVE_ALL_MARGIN)
+    middle = as_float32((lo + hi) / 2)
+    # Neighbouring float32 scores have no float32 between them; lo itself
+    # (a score, compared with ">") still predicts exactly the cells >= hi.
+    return middle if lo <= middle < hi else as_float32(lo)
+
+
+def closest_best(f1s: numpy.ndarray, threshold_of: Callable[[int], float], current: float) -> Tuple[int, float]:
+    """The index and threshold of the best F1; ties go to the threshold closest to the current one."""
+    best = numpy.flatnonzero(f1s >= f1s.max() - 1e-12).tolist()
+    # Only the best few get a threshold computed: an exact search has one option per distinct score.
+    options = [(abs(threshold_of(k) - current), k) for k in best]
+    k = min(options)[1]
+    return k, threshold_of(k)
+
+
+def search_exact(cands: Candidates, current: float, floor: float) -> Tuple[float, int, int]:
+    """The best threshold over all distinct prediction sets. RETURNS threshold, TP, predicted."""
+    lo, hi, tp, pred = score_levels(cands, floor)
+    f1s = 2.0 * tp / numpy.maximum(pred + cands.n_gold, 1)
+    k, threshold = closest_best(f1s, lambda i: representative(lo[i], hi[i], current), current)
+    return threshold, int(tp[k]), int(pred[k])
+
+
+def search_grid(cands: Candidates, current: float, grid: Sequence[float]) -> Tuple[float, int, int]:
+    """The best threshold of the grid. RETURNS threshold, TP, predicted."""
+    thresholds = [as_float32(value) for value in grid]
+    counts = [counts_at(cands.scores, cands.is_gold, t) for t in thresholds]
+    f1s = numpy.asarray([f1_score(tp, pred, cands.n_gold) for tp, pred in counts])
+    k, threshold = closest_best(f1s, lambda i: thresholds[i], current)
+    return threshold, counts[k][0], counts[k][1]
+
+
+def tune_label(label: str, cands: Candidates, current: float, floor: float,
+               grid: Optional[Sequence[float]] = None) -> LabelTuning:
+    """The best dev-F1 threshold of one label; no gold span -> the current one is kept."""
+    tp, pred = counts_at(cands.scores, cands.is_gold, current)
+    result = LabelTuning(label, current, current, cands.n_gold, tp, pred, tp, pred)
+    if cands.n_gold == 0:
+        result.note = "no gold span in the dev data: kept"
+        return result
+    search = search_grid(cands, current, grid) if grid else search_exact(cands, current, floor)
+    result.new, result.tp_after, result.pred_after = search
+    return result
+
+
+# --------------------------------------------------------------------------
+# Collecting the candidate cells of the dev docs
+# --------------------------------------------------------------------------
+
+
+def find_component(nlp: Language, component: Optional[str] = None) -> Tuple[str, EfficientGlobalPointer]:
+    """The named (or first) enabled efficient_globalpointer component."""
+    names = [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == FACTORY]
+    if component is None and names:
+        component = names[0]
+    if component is None or component not in names:
+        what = f"no enabled component {component!r} of" if component else "no component made by"
+        raise TuneError(
+            f"the pipeline has {what} the factory {FACTORY!r} (its components: {nlp.pipe_names}, "
+            f"{FACTORY}: {names}). Pass --component with one of those, or tune a pipeline "
+            f"trained with spacy_egp."
+        )
+    return component, nlp.get_pipe(component)
+
+
+def run_upstream(nlp: Language, name: str, docs: List[Doc]) -> List[Doc]:
+    """Run the components before `name`: listeners read what they write (tensors, trf_data)."""
+    for upstream, proc in nlp.pipeline:
+        if upstream == name:
+            break
+        docs = list(proc.pipe(docs)) if hasattr(proc, "pipe") else [proc(doc) for doc in docs]
+    return docs
+
+
+def unique_gold(examples: Sequence[Example], spans_key: str) -> List[Set[Tuple[int, int, str]]]:
+    """Each example's gold spans as (start char, end char, label), each once (as spaCy's scorer counts them)."""
+    return [{(s.start_char, s.end_char, s.label_) for s in eg.reference.spans[spans_key]} for eg in examples]
+
+
+def gold_cells(docs: Sequence[Doc], gold: Sequence[Set[Tuple[int, int, str]]], labels: Sequence[str],
+               n_widths: int) -> numpy.ndarray:
+    """The flat band indices ((t * W) + w) * K + k of the gold spans that have a cell.
+
+    Gold spans are placed on the predicted tokens by characters; one that is not
+    on token boundaries, too long for the band or of an unknown label has no
+    cell and stays a miss.
+    """
+    label_index = {label: k for k, label in enumerate(labels)}
+    flat, offset = [], 0
+    for doc, spans in zip(docs, gold):
+        for start_char, end_char, label in spans:
+            span = doc.char_span(start_char, end_char)
+            if label in label_index and span is not None and 0 < len(span) <= n_widths:
+                cell = (offset + span.start) * n_widths + len(span) - 1
+                flat.append(cell * len(labels) + label_index[label])
+        offset += len(doc)
+    return numpy.asarray(flat, dtype="int64")
+
+
+def batch_candidates(nlp: Language, name: str, examples: Sequence[Example],
+                     gold: Sequence[Set[Tuple[int, int, str]]], floor: float) -> Tuple[numpy.ndarray, ...]:
+    """One batch's cells above the floor: label index, logit, is gold."""
+    pipe = nlp.get_pipe(name)
+    docs = run_upstream(nlp, name, [eg.predicted for eg in examples])
+    band = pipe.model.ops.to_numpy(pipe.predict(docs).dataXd)
+    n_tokens, n_widths, n_labels = band.shape
+    # Cell (t, w, k) is the span of tokens t .. t + w with label k (as set_annotations reads it).
+    token, width, label = numpy.nonzero(band > numpy.float32(floor))
+    flat = (token.astype("int64") * n_widths + width) * n_labels + label
+    is_gold = numpy.isin(flat, gold_cells(docs, gold, pipe.labels, n_widths))
+    return label, band[token, width, label].astype("float32"), is_gold
+
+
+def collect_candidates(nlp: Language, name: str, examples: Sequence[Example], spans_key: str,
+                       floor: float, batch_size: int = 64) -> Dict[str, Candidates]:
+    """Every label's candidate cells over the examples (the model runs once per doc).
+
+    Labels found only in the gold data are included (their spans count as misses).
+    """
+    labels = nlp.get_pipe(name).labels
+    gold = unique_gold(examples, spans_key)
+    parts = [
+        batch_candidates(nlp, name, examples[i : i + batch_size], gold[i : i + batch_size], floor)
+        for i in range(0, len(examples), batch_size)
+    ]
+    label = numpy.concatenate([p[0] for p in parts] or [numpy.zeros(0, int)])
+    logit = numpy.concatenate([p[1] for p in parts] or [numpy.zeros(0, "float32")])
+    is_gold = numpy.concatenate([p[2] for p in parts] or [numpy.zeros(0, bool)])
+    n_gold = Counter(span[2] for spans in gold for span in spans)
+    result = {lab: Candidates(logit[label == k], is_gold[label == k], n_gold[lab])
+              for k, lab in enumerate(labels)}
+    for extra in sorted(set(n_gold) - set(labels)):
+        result[extra] = Candidates(numpy.zeros(0, "float32"), numpy.zeros(0, bool), n_gold[extra])
+    return result
+
+
+# --------------------------------------------------------------------------
+# Tuning a pipeline
+# --------------------------------------------------------------------------
+
+
+def search_floor(pipe: EfficientGlobalPointer, grid: Optional[Sequence[float]], floor: Optional[float]) -> float:
+    # The current thresholds must be above the floor, or the "before" counts
+    # would miss cells; so must every threshold that can be chosen.
+    lowest = [float(pipe.label_thresholds().min())] if pipe.labels else []
+    base = floor if floor is not None else (min(grid) if grid else DEFAULT_FLOOR)
+    return as_float32(min([base] + lowest))
+
+
+def apply_thresholds(nlp: Language, name: str, thresholds: Dict[str, float]) -> None:
+    """Set per-label thresholds in the component's cfg and in the pipeline config.
+
+    spacy.load builds the component from config.cfg and then updates cfg from the
+    saved `cfg` file, so cfg decides; the config is updated too so that the saved
+    config.cfg (read by people, `spacy package` and `spacy assemble`) tells the truth.
+    """
+    pipe = nlp.get_pipe(name)
+    merged = {**pipe.cfg["thresholds"], **{label: float(value) for label, value in thresholds.items()}}
+    pipe.cfg["thresholds"] = merged
+    nlp.get_pipe_config(name)["thresholds"] = dict(merged)
+
+
+def tune_thresholds(
+    nlp: Language,
+    examples: Sequence[Example],
+    *,
+    component: Optional[str] = None,
+    spans_key: Optional[str] = None,
+    grid: Optional[Sequence[float]] = None,
+    floor: Optional[float] = None,
+    batch_size: int = 64,
+    apply: bool = True,
+    report: Optional[Dict[str, LabelTuning]] = None,
+) -> Dict[str, float]:
+    """Choose each label's logit threshold for the best F1 on the examples (dev data).
+
+    nlp (Language): The pipeline; only the components up to the tuned one run.
+    examples (Sequence[Example]): Dev examples; predicted docs fresh from
+        nlp.make_doc, reference docs with gold spans in doc.spans[spans_key]
+        (examples without that key are skipped, as spaCy's scorer does).
+    component (Optional[str]): The efficient_globalpointer to tune; default the first.
+    spans_key (Optional[str]): The gold key; default the component's spans_key.
+    grid (Optional[Sequence[float]]): Thresholds to choose from; default: the
+        exact search over all candidate scores.
+    floor (Optional[float]): Cells at or below this logit are not collected and
+        no lower threshold is chosen (always lowered to the current thresholds).
+    batch_size (int): Docs per predict call.
+    apply (bool): Write the thresholds into the component and the pipeline config.
+    report (Optional[Dict[str, LabelTuning]]): If given, receives each label's
+        outcome (old/new threshold, dev counts before and after).
+    RETURNS (Dict[str, float]): The threshold of each of the component's labels.
+    """
+    name, pipe = find_component(nlp, component)
+    spans_key = spans_key or pipe.key
+    examples = [eg for eg in examples if spans_key in eg.reference.spans]
+    if not examples:
+        raise TuneError(f"no example has gold spans in doc.spans[{spans_key!r}]: nothing to tune on. "
+                        "Pass spans_key with the key of the gold spans.")
+    floor = search_floor(pipe, grid, floor)
+    candidates = collect_candidates(nlp, name, examples, spans_key, floor, batch_size)
+    current = dict(zip(pipe.labels, pipe.label_thresholds().tolist()))
+    results = {}
+    for label, cands in candidates.items():
+        if label in current:
+            results[label] = tune_label(label, cands, current[label], floor, grid)
+        else:
+            results[label] = LabelTuning(label, None, None, cands.n_gold,
+                                         note="not a label of the component: every span missed")
+    if report is not None:
+        report.update(results)
+    tuned = {label: r.new for label, r in results.items() if label in current and r.n_gold}
+    if apply:
+        apply_thresholds(nlp, name, tuned)
+    return {label: results[label].new for label in pipe.labels}
+
+
+# --------------------------------------------------------------------------
+# Data, report, command line
+# --------------------------------------------------------------------------
+
+
+def load_examples(nlp: Language, data_path: str, spans_key: str) -> List[Example]:
+    """Dev examples from a .spacy file: fresh predicted docs from the gold texts."""
+    from spacy.tokens import DocBin
+
+    path = Path(data_path)
+    if not path.is_file():
+        raise TuneError(f"dev data not found: {data_path}. Give a .spacy file (e.g. corpus/DATASET/dev.spacy "
+                        "from `spacy project run convert`).")
+    try:
+        gold_docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    except Exception as error:
+        raise TuneError(f"could not read {data_path} as a .spacy file (DocBin): {type(error).__name__}: "
+                        f"{error}. Convert the data with `python -m spacy_egp.convert`.") from None
+    if not any(spans_key in doc.spans for doc in gold_docs):
+        found = sorted({key for doc in gold_docs for key in doc.spans})
+        raise TuneError(f"no doc of {data_path} ({len(gold_docs)} docs) has gold spans in "
+                        f"doc.spans[{spans_key!r}] (keys found: {found}). Pass --spans-key with the key "
+                        "of the gold spans, or convert the data with that key.")
+    return [Example(nlp.make_doc(doc.text), doc) for doc in gold_docs]
+
+
+def load_pipeline(model: str, gpu_id: int) -> Language:
+    import spacy
+
+    if not Path(model).exists() and not spacy.util.is_package(model):
+        raise TuneError(f"model not found: {model} is neither a folder nor an installed package. Give the "
+                        "folder of a trained pipeline, e.g. training/DATASET/model-best.")
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    try:
+        return spacy.load(model)
+    except (OSError, ValueError) as error:
+        raise TuneError(f"could not load the pipeline {model}: {error}") from None
+
+
+def format_table(results: Dict[str, LabelTuning], spans_key: str) -> str:
+    """Label, old and new threshold, dev F1 before and after, gold count; micro F1 last."""
+    width = max([len(label) for label in results] + [len("micro avg")])
+    head = f"{'label':<{width}}  {'old thr':>8}  {'new thr':>8}  {'F before':>8}  {'F after':>8}  {'gold':>6}"
+    rule = "-" * len(head)
+    lines = [f"dev thresholds (logits) and span F1 (%), doc.spans[{spans_key!r}]:", head, rule]
+
+    def thr(value: Optional[float]) -> str:
+        return f"{'-':>8}" if value is None else f"{value:8.3f}"
+
+    for label in sorted(results):
+        r = results[label]
+        note = f"  {r.note}" if r.note else ""
+        lines.append(f"{label:<{width}}  {thr(r.old)}  {thr(r.new)}  {r.f1_before * 100:8.2f}  "
+                     f"{r.f1_after * 100:8.2f}  {r.n_gold:>6}{note}")
+    lines.append(rule)
+    total = sum(r.n_gold for r in results.values())
+    lines.append(f"{'micro avg':<{width}}  {'':>8}  {'':>8}  {micro_f1(results.values(), False) * 100:8.2f}  "
+                 f"{micro_f1(results.values(), True) * 100:8.2f}  {total:>6}")
+    return "\n".join(lines)
+
+
+def parse_grid(text: Optional[str]) -> Optional[List[float]]:
+    """'-2:2:0.5' (start:stop:step, stop included) or '-1,0,0.5'; None for the exact search."""
+    if not text:
+        return None
+    try:
+        if ":" in text:
+            start, stop, step = (float(part) for part in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError("step must be > 0 and stop >= start")
+            return [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
+        return sorted(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise TuneError(f"bad --grid {text!r} ({error}): write START:STOP:STEP or a comma-separated list, "
+                        "with '=' before a negative start: --grid=-2:2:0.25") from None
+
+
+def tune_model(args: argparse.Namespace) -> None:
+    """The CLI's work: load, tune on dev, print the table, save."""
+    if "test" in Path(args.data).name:
+        print(f"warning: {args.data} looks like a test split. Tune on dev data: thresholds tuned on test "
+              "make its scores optimistic.", file=sys.stderr)
+    grid = parse_grid(args.grid)
+    nlp = load_pipeline(args.model, args.gpu_id)
+    name, pipe = find_component(nlp, args.component)
+    spans_key = args.spans_key or pipe.key
+    examples = load_examples(nlp, args.data, spans_key)
+    report: Dict[str, LabelTuning] = {}
+    tune_thresholds(nlp, examples, component=name, spans_key=spans_key, grid=grid,
+                    batch_size=args.batch_size, report=report)
+    print(f"{args.model} [{name}] tuned on {args.data} ({len(examples)} docs, "
+          f"{'grid of ' + str(len(grid)) + ' thresholds' if grid else 'exact search'}):")
+    print(format_table(report, spans_key))
+    print(f"DEV F1 before {micro_f1(report.values(), False) * 100:.2f} -> after "
+          f"{micro_f1(report.values(), True) * 100:.2f} (in-sample: the thresholds were chosen on this data)")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(args.output)
+    print(f"saved to {args.output}: [components.{name}] thresholds = {pipe.cfg['thresholds']}")
+
+
+def sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def shared_texts(tuning_data: str, test_data: str) -> Tuple[int, int]:
+    """(test docs whose text is also in the tuning data, test docs)."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    tuning = {doc.text for doc in DocBin().from_disk(tuning_data).get_docs(Vocab())}
+    texts = [doc.text for doc in DocBin().from_disk(test_data).get_docs(Vocab())]
+    return sum(text in tuning for text in texts), len(texts)
+
+
+def leakage_warning(tuning_data: str, test_data: str) -> Optional[str]:
+    """A warning when the test data are (partly) the data the thresholds were tuned on."""
+    if sha256(tuning_data) == sha256(test_data):
+        return (f"WARNING: the tuning data {tuning_data} and the test data {test_data} are the same "
+                f"(sha256 {sha256(test_data)[:16]}...): the thresholds were tuned on this test set, so the "
+                "'after' score is optimistic, not a held-out test score. (CLUENER's test split is its dev "
+                "set: SPLITS.md.)")
+    shared, total = shared_texts(tuning_data, test_data)
+    if shared:
+        return (f"WARNING: {shared} of the {total} test texts of {test_data} are also in the tuning data "
+                f"{tuning_data}: the 'after' score is partly in-sample.")
+    return None
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Print test F1 before and after tuning, with a warning when tuning saw the test data."""
+    for path in (args.before, args.after, args.tuning_data, args.test_data):
+        if not Path(path).is_file():
+            raise TuneError(f"not found: {path}. Run the project's evaluate-test and tune steps first.")
+    key = args.spans_key
+    scores = [srsly.read_json(path) for path in (args.before, args.after)]
+    if any(f"spans_{key}_f" not in s for s in scores):
+        raise TuneError(f"{args.before} or {args.after} has no spans_{key}_f: check --spans-key.")
+    (before, after) = (s[f"spans_{key}_f"] * 100 for s in scores)
+    print(f"TEST F1 before tuning {before:.2f} ({args.before})")
+    print(f"TEST F1 after tuning  {after:.2f} ({args.after}), {after - before:+.2f}")
+    warning = leakage_warning(args.tuning_data, args.test_data)
+    if warning:
+        print(warning)
+
+
+def tune_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m spacy_egp.tune",
+        description="Tune an efficient_globalpointer's per-label thresholds for the best F1 on dev data "
+                    "and save the pipeline with them. (`python -m spacy_egp.tune compare -h`: test F1 "
+                    "before/after.)",
+    )
+    parser.add_argument("model", help="pipeline folder or installed package, e.g. training/cluener/model-best")
+    parser.add_argument("data", help="DEV .spacy file with gold spans in doc.spans[KEY] (never the test split)")
+    parser.add_argument("--output", "-o", required=True, help="folder to save the tuned pipeline to")
+    parser.add_argument("--spans-key", default=None, help="key of the gold spans (default: the component's)")
+    parser.add_argument("--component", "-c", default=None, help=f"component name (default: the first {FACTORY})")
+    parser.add_argument("--gpu-id", "-g", type=int, default=-1)
+    parser.add_argument("--grid", default=None,
+                        help="thresholds to choose from: --grid=START:STOP:STEP or --grid=-1,0,0.5 "
+                             "(default: exact search over all candidate scores)")
+    parser.add_argument("--batch-size", type=int, default=64, help="docs per predict call")
+    return parser
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m spacy_egp.tune compare",
+        description="Print test F1 before and after threshold tuning; warn when the test data are the tuning data.",
+    )
+    parser.add_argument("before", help="metrics JSON of the untuned model on test (spacy_egp.evaluate --output)")
+    parser.add_argument("after", help="metrics JSON of the tuned model on test")
+    parser.add_argument("--tuning-data", required=True, help="the .spacy file the thresholds were tuned on")
+    parser.add_argument("--test-data", required=True, help="the .spacy file both metrics were computed on")
+    parser.add_argument("--spans-key", default="sc")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv[:1] == ["compare"]:
+            compare(compare_parser().parse_args(argv[1:]))
+        else:
+            tune_model(tune_parser().parse_args(argv))
+    except TuneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
