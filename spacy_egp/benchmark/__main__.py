@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--batch-size", type=int, default=256, help="nlp.pipe batch size at inference")
     compare.add_argument("--gpu-id", type=int, default=-1, help="for training; inference is timed on CPU")
     compare.add_argument("--tok2vec", default="CNN", help="a label for the tok2vec of the template")
+    compare.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                         help="config overrides for spacy train, e.g. paths.transformer=/path/to/model")
 
     long = sub.add_parser("long-docs", help="time and peak memory against document length")
     long.add_argument("--model", nargs="*", default=[], help="NAME=PATH of trained pipelines (default: untrained EGP)")
@@ -68,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results = run_dataset(args.dataset, template=args.template, corpus=args.corpus, output=output,
                               pipelines=args.pipelines, max_steps=args.max_steps,
                               eval_frequency=args.eval_frequency, jobs=args.jobs, batch_size=args.batch_size,
-                              gpu_id=args.gpu_id, tok2vec_name=args.tok2vec)
+                              gpu_id=args.gpu_id, tok2vec_name=args.tok2vec,
+                              overrides=dict(item.split("=", 1) for item in args.set))
         from .report import format_dataset_table
 
         print(format_dataset_table(results))

@@ -27,7 +27,7 @@ from .pipelines import flat_ents, pipeline_config, pipeline_names, suggester_max
 
 def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pipelines: List[str],
                 max_steps: int, eval_frequency: int, jobs: int = 1, batch_size: int = 256,
-                gpu_id: int = -1, tok2vec_name: str = "CNN") -> Dict[str, Any]:
+                gpu_id: int = -1, tok2vec_name: str = "CNN", overrides: Dict[str, str] = None) -> Dict[str, Any]:
     """Train and evaluate the pipelines on `corpus`/{train,dev,test}.spacy; write output/results.json."""
     names = pipeline_names(pipelines)
     _check_corpus(corpus)
@@ -44,11 +44,16 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config.to_disk(config_path, interpolate=False)
         train, dev = (flat["train"], flat["dev"]) if name == "ner" else (corpus / "train.spacy", corpus / "dev.spacy")
-        runs.append(_TrainingRun(name, config_path, output, train, dev, gpu_id))
+        runs.append(_TrainingRun(name, config_path, output, train, dev, gpu_id, overrides or {}))
     # longest first, so that with --jobs 2 the short ones share the other core
     _train_all(sorted(runs, key=lambda run: run.name != "spancat"), jobs)
     rows = [dict(run.summary(), **_evaluate_in_subprocess(run.model_best, corpus / "test.spacy", batch_size))
             for run in runs]
+    egp = next((run for run in runs if run.name == "egp"), None)
+    if egp:
+        tuned = _tune_on_dev(egp.model_best, corpus / "dev.spacy", egp.directory / "model-tuned")
+        rows.insert(1, dict(egp.summary(), pipeline="egp-tuned",
+                            **_evaluate_in_subprocess(tuned, corpus / "test.spacy", batch_size)))
     results = {
         "dataset": dataset,
         "tok2vec": tok2vec_name,
@@ -103,7 +108,8 @@ def _write_flat_corpus(corpus: Path, out: Path, lang: str) -> Dict[str, Path]:
 class _TrainingRun:
     """One `spacy train` process; its summary survives in training/NAME/benchmark.json."""
 
-    def __init__(self, name: str, config: Path, output: Path, train: Path, dev: Path, gpu_id: int):
+    def __init__(self, name: str, config: Path, output: Path, train: Path, dev: Path, gpu_id: int,
+                 overrides: Dict[str, str]):
         self.name = name
         self.directory = output / "training" / name
         self.log = output / "logs" / f"{name}.jsonl"
@@ -111,7 +117,7 @@ class _TrainingRun:
         self.command = [
             sys.executable, "-m", "spacy", "train", str(config), "--output", str(self.directory),
             "--paths.train", str(train), "--paths.dev", str(dev), "--gpu-id", str(gpu_id),
-        ]
+        ] + [arg for key, value in overrides.items() for arg in (f"--{key}", value)]
         self.started = 0.0
 
     @property
@@ -173,6 +179,16 @@ def _evaluate_in_subprocess(model: Path, test: Path, batch_size: int) -> Dict[st
     if out.returncode != 0:
         raise RuntimeError(f"evaluating {model} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _tune_on_dev(model: Path, dev: Path, output: Path) -> Path:
+    """Per-label thresholds tuned on dev (never on test) by `python -m spacy_egp.tune`."""
+    command = [sys.executable, "-m", "spacy_egp.tune", str(model), str(dev), "--output", str(output)]
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"tuning {model} failed:\n{out.stdout}\n{out.stderr}")
+    (output.parent / "tune.txt").write_text(out.stdout)
+    return output
 
 
 def load_results(path: Path) -> Optional[Dict[str, Any]]:

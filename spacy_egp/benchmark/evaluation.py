@@ -13,7 +13,7 @@ spans, each counted correct when it matches a gold span exactly.
 
 import resource
 import time
-from typing import Any, Dict, Iterable, List, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Set, Tuple
 
 import spacy
 from spacy.language import Language
@@ -24,6 +24,7 @@ from thinc.api import Model
 from .pipelines import SPANS_KEY
 
 SpanKey = Tuple[int, int, int, str]  # doc index, start char, end char, label
+REPEATS = 3
 
 
 def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256) -> Dict[str, Any]:
@@ -33,9 +34,7 @@ def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256) ->
     texts = [doc.text for doc in gold_docs]
     name, component = nlp.pipeline[-1]
     list(nlp.pipe(texts[:64], batch_size=batch_size))  # warm-up: first calls allocate
-    start = time.perf_counter()
-    predicted = list(nlp.pipe(texts, batch_size=batch_size))
-    pipe_seconds = time.perf_counter() - start
+    predicted, pipe_seconds = _fastest(lambda: list(nlp.pipe(texts, batch_size=batch_size)))
     words = sum(len(doc) for doc in predicted)
     tok2vec_seconds, component_seconds = _stage_seconds(nlp, component, texts, batch_size)
     gold = _span_keys(gold_docs, lambda doc: doc.spans.get(SPANS_KEY, []))
@@ -49,7 +48,7 @@ def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256) ->
         "nested_p": nested["p"], "nested_r": nested["r"], "nested_f": nested["f"],
         "head_parameters": head_parameter_count(component.model, raw_tok2vec(component.model)),
         "inference_words_per_second": words / pipe_seconds,
-        "head_share_of_inference": 1.0 - tok2vec_seconds / component_seconds,
+        "head_share_of_inference": (component_seconds - tok2vec_seconds) / pipe_seconds,
         "inference_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -99,16 +98,28 @@ def head_parameter_count(model: Model, tok2vec: Model) -> int:
 
 
 def _stage_seconds(nlp: Language, component: Any, texts: Iterable[str], batch_size: int) -> Tuple[float, float]:
-    """Seconds in the tok2vec alone and in the whole component (tok2vec + head + decoding)."""
+    """Seconds in the component's tok2vec alone and in the whole component.
+
+    The difference is the span head with its decoding; over the time of the
+    whole `nlp.pipe` (tokenizer and any transformer included) it is the head's
+    share of inference.
+    """
     docs = [nlp.make_doc(text) for text in texts]
     for _, earlier in nlp.pipeline[:-1]:
         docs = list(earlier.pipe(docs))
     tok2vec = raw_tok2vec(component.model)
-    start = time.perf_counter()
-    for batch in minibatch(docs, batch_size):
-        tok2vec.predict(batch)
-    tok2vec_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    for batch in minibatch(docs, batch_size):
-        component.set_annotations(batch, component.predict(batch))
-    return tok2vec_seconds, time.perf_counter() - start
+    batches = list(minibatch(docs, batch_size))
+    _, tok2vec_seconds = _fastest(lambda: [tok2vec.predict(batch) for batch in batches])
+    _, component_seconds = _fastest(
+        lambda: [component.set_annotations(batch, component.predict(batch)) for batch in batches])
+    return tok2vec_seconds, component_seconds
+
+
+def _fastest(run: Callable[[], Any], repeats: int = REPEATS) -> Tuple[Any, float]:
+    """The result and the shortest wall time of `repeats` runs (the least disturbed by other processes)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return result, best

@@ -134,8 +134,9 @@ def write_report(results_dir: Path, readme: Path) -> None:
             f"Measured on {machine['cpu_cores']} CPU cores ({machine['platform']}), Python {machine['python']}, "
             f"spaCy {machine['spacy']}, Thinc {machine['thinc']}, torch {machine['torch']}. F = exact-match "
             "labelled span F1 (%) against all gold spans, nested included; \"nested F\" only over spans that "
-            "contain or lie inside another span; \"head share\" = share of the component's inference time "
-            "spent outside the tok2vec."
+            "contain or lie inside another span; \"head share\" = share of the whole `nlp.pipe` time spent in "
+            "the component outside its tok2vec (the span head and writing the spans); training words/s from "
+            "spaCy's own counters, periodic dev evaluations included, the step-0 one left out."
         )
         plot_f1(datasets, results_dir / "f1.png")
         parts.append("![test F1 per pipeline and dataset](f1.png)")
