@@ -1,0 +1,116 @@
+"""The benchmark's fairness, metrics and report, and one tiny end-to-end comparison."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin, Span
+from thinc.api import Config
+
+from conftest import REPO
+from spacy_egp.benchmark.evaluation import nested_spans, prf
+from spacy_egp.benchmark.params import head_parameters
+from spacy_egp.benchmark.pipelines import PIPELINES, flat_ents, pipeline_config, suggester_max_length
+from spacy_egp.benchmark.report import format_dataset_table, write_report
+from spacy_egp.heads import egp_parameter_count, gp_parameter_count
+
+TEMPLATE = REPO / "configs" / "genia_small_cnn.cfg"
+
+
+def configs():
+    template = Config().from_disk(TEMPLATE, interpolate=False)
+    return {name: pipeline_config(template, name, ngram_max=7, max_steps=123, eval_frequency=45, log_path="x.jsonl")
+            for name in PIPELINES}
+
+
+def test_every_pipeline_gets_the_same_tok2vec_seed_and_budget():
+    resolved = {name: config.interpolate() for name, config in configs().items()}
+    tok2vecs = []
+    for name, config in resolved.items():
+        component = config["components"][config["nlp"]["pipeline"][-1]]
+        tok2vecs.append(component["model"]["tok2vec"])
+        assert config["training"]["max_steps"] == 123 and config["training"]["patience"] == 0
+        assert config["training"]["seed"] == 0 and config["training"]["max_epochs"] == 0
+        assert config["training"]["optimizer"] == resolved["egp"]["training"]["optimizer"]
+        assert config["training"]["batcher"] == resolved["egp"]["training"]["batcher"]
+    assert all(t == tok2vecs[0] for t in tok2vecs)
+    assert resolved["spancat"]["components"]["spancat"]["suggester"]["max_size"] == 7
+    assert resolved["gp"]["components"]["efficient_globalpointer"]["model"]["@architectures"] == "spacy_egp.GlobalPointer.v1"
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_generated_configs_build_a_pipeline(name):
+    nlp = spacy.util.load_model_from_config(configs()[name], auto_fill=True, validate=True)
+    assert nlp.pipe_names == [configs()[name]["nlp"]["pipeline"][-1]]
+
+
+def test_suggester_covers_the_requested_share_of_span_lengths():
+    nlp = spacy.blank("en")
+    doc = Doc(nlp.vocab, words=["w"] * 30)
+    lengths = [1] * 90 + [2] * 5 + [3] * 4 + [9]  # 99 % have length <= 3
+    doc.spans["sc"] = [Span(doc, 0, n, "X") for n in lengths]
+    assert suggester_max_length([doc], coverage=0.99) == 3
+    assert suggester_max_length([doc], coverage=0.995) == 9
+    assert suggester_max_length([doc], coverage=0.9) == 1
+
+
+def test_flat_ents_keeps_a_non_overlapping_selection_longest_first():
+    nlp = spacy.blank("en")
+    doc = Doc(nlp.vocab, words="a b c d e f".split())
+    doc.spans["sc"] = [Span(doc, 0, 3, "A"), Span(doc, 1, 2, "B"), Span(doc, 2, 5, "C"), Span(doc, 5, 6, "D")]
+    assert [(e.start, e.end, e.label_) for e in flat_ents(doc).ents] == [(0, 3, "A"), (5, 6, "D")]
+
+
+def test_nested_scores_by_hand():
+    gold = {(0, 0, 10, "A"), (0, 2, 5, "B"), (0, 20, 25, "C"), (1, 0, 3, "A")}
+    pred = {(0, 0, 10, "A"), (0, 2, 5, "X"), (0, 20, 25, "C"), (1, 0, 3, "A"), (1, 0, 9, "B")}
+    assert nested_spans(gold) == {(0, 0, 10, "A"), (0, 2, 5, "B")}
+    assert nested_spans(pred) == {(0, 0, 10, "A"), (0, 2, 5, "X"), (1, 0, 3, "A"), (1, 0, 9, "B")}
+    scores = prf(nested_spans(gold), nested_spans(pred), gold_all=gold)
+    assert scores["r"] == pytest.approx(1 / 2)  # B was labelled X
+    assert scores["p"] == pytest.approx(2 / 4)  # (0,0,10,A) and (1,0,3,A) are gold spans
+    overall = prf(gold, pred)
+    assert (overall["p"], overall["r"]) == pytest.approx((3 / 5, 3 / 4))
+
+
+def test_head_parameters_are_counted_on_built_heads_and_match_the_closed_forms():
+    for row in head_parameters(width=48, head_size=8, label_counts=[3, 10]):
+        assert row["egp"] == egp_parameter_count(48, 8, row["labels"])
+        assert row["gp"] == gp_parameter_count(48, 8, row["labels"])
+
+
+def test_tiny_comparison_end_to_end(shared_data, tmp_path):
+    """Four pipelines trained for a few steps on 40 GENIA sentences; the report is generated from them."""
+    from spacy_egp.convert import main as convert
+
+    corpus = tmp_path / "corpus"
+    assert convert(["dataset", "genia_small", str(shared_data), str(corpus), "--lang", "en", "--limit", "40"]) == 0
+    results_dir = tmp_path / "results"
+    command = [sys.executable, "-m", "spacy_egp.benchmark", "compare", "tiny", "--template", str(TEMPLATE),
+               "--corpus", str(corpus), "--output", str(results_dir / "tiny"), "--max-steps", "4",
+               "--eval-frequency", "2", "--jobs", "2", "--batch-size", "8"]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((results_dir / "tiny" / "results.json").read_text())
+    assert [row["pipeline"] for row in results["rows"]] == ["egp", "egp-tuned", "gp", "spancat", "ner"]
+    n_test = len(DocBin().from_disk(corpus / "test.spacy"))
+    for row in results["rows"]:
+        assert row["test_docs"] == n_test and row["train_steps"] == 4
+        assert 0 <= row["test_f"] <= 1 and row["inference_words_per_second"] > 0
+        assert row["train_peak_rss_mb"] > 100 and row["inference_peak_rss_mb"] > 100
+    heads = {row["pipeline"]: row["head_parameters"] for row in results["rows"]}
+    n_labels, width = 5, 96
+    assert heads["egp"] == egp_parameter_count(width, 64, n_labels)
+    assert heads["gp"] == gp_parameter_count(width, 64, n_labels)
+    assert "| EGP, tuned thresholds |" in format_dataset_table(results)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start (generated by python -m spacy_egp.benchmark report) -->\nold\n<!-- results:end -->\nrest\n")
+    write_report(results_dir, readme)
+    text = readme.read_text()
+    assert "\nold\n" not in text and text.startswith("intro") and text.rstrip().endswith("rest")
+    assert "| spaCy spancat |" in text and "results/f1.png" in text
+    assert (results_dir / "f1.png").stat().st_size > 1000 and (results_dir / "README.md").exists()
