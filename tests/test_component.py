@@ -181,8 +181,15 @@ def test_batch_mixing_lengths_matches_one_by_one(trained_nested):
     single = list(nlp.pipe(texts, batch_size=1))
     assert sum(len(doc.spans["sc"]) for doc in batched) > 100
     for a, b in zip(batched, single):
-        assert spans_of(a) == spans_of(b)
-        numpy.testing.assert_allclose(a.spans["sc"].attrs["scores"], b.spans["sc"].attrs["scores"], rtol=1e-4, atol=1e-6)
+        # the band's dot products are summed in blocks that depend on the batch, so a
+        # cell may differ by float rounding: only a span scored ~0.5 may be in one alone
+        scores_a = dict(zip(spans_of(a), a.spans["sc"].attrs["scores"]))
+        scores_b = dict(zip(spans_of(b), b.spans["sc"].attrs["scores"]))
+        for span in set(scores_a) ^ set(scores_b):
+            assert abs({**scores_a, **scores_b}[span] - 0.5) < 1e-5
+        common = sorted(set(scores_a) & set(scores_b))
+        assert len(common) >= 0.99 * max(len(scores_a), len(scores_b))
+        numpy.testing.assert_allclose([scores_a[s] for s in common], [scores_b[s] for s in common], rtol=1e-4, atol=1e-6)
 
 
 def test_examples_without_gold_spans_train():
