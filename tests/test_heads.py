@@ -233,3 +233,30 @@ def test_parameter_counts_equal_closed_forms(architecture, closed_form):
         assert count_params(head) == 2 * D * d + 2 * d + K * (4 * d + 2) == 124232
     else:
         assert count_params(head) == K * (2 * D * d + 2 * d) == 9843200
+
+
+@pytest.mark.parametrize("kind", ["egp", "gp"])
+def test_half_precision_token_vectors_give_a_float32_band_and_finite_loss(kind):
+    """What mixed precision hands the head (float16 vectors, up to float16's max) stays finite.
+
+    The head computes in float32 whatever the input precision, cells outside a
+    doc are -inf (never a big finite constant that float16 would overflow), and
+    the ZLPR loss and its gradient are finite.
+    """
+    from spacy_egp.loss import zlpr_loss
+
+    head = make_head(kind, 8, 4, 3, max_span_length=5)
+    lengths = OPS.asarray1i([6, 3])
+    rng = numpy.random.default_rng(0)
+    X = (rng.normal(size=(9, 8)) * 2e4).clip(-65504, 65504).astype("float16")
+    Y, backprop = head(Ragged(X, lengths), is_train=True)
+    band = Y.dataXd
+    assert band.dtype == numpy.float32
+    inside = band_mask(OPS, lengths, band.shape[1])
+    assert numpy.isneginf(band[~inside]).all() and numpy.isfinite(band[inside]).all()
+    gold = numpy.zeros(band.shape, dtype=bool)
+    gold[0, 2, 1] = gold[6, 0, 2] = True
+    loss, d_band = zlpr_loss(OPS, band, inside, gold, lengths)
+    assert numpy.isfinite(loss) and numpy.isfinite(d_band).all()
+    dX = backprop(Ragged(d_band, lengths)).data
+    assert numpy.isfinite(dX).all()
