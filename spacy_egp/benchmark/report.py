@@ -58,6 +58,38 @@ def dataset_heading(results: Dict[str, Any]) -> str:
     )
 
 
+def format_targets(datasets: List[Dict[str, Any]], long_rows: List[Dict[str, Any]]) -> str:
+    """Where each of the benchmark's targets stands, computed from the same JSON files."""
+    lines = ["| target | dataset | measured | met |", "|---|---|---|---|"]
+
+    def add(target: str, dataset: str, measured: str, met: bool) -> None:
+        lines.append(f"| {target} | {dataset} | {measured} | {'yes' if met else '**no**'} |")
+
+    for results in datasets:
+        rows = {row["pipeline"]: row for row in results["rows"]}
+        if "egp" not in rows:
+            continue
+        egp, name = rows["egp"], f"{results['dataset']} ({results['tok2vec']})"
+        for other, margin in (("spancat", 0.0), ("ner", 0.05 if results["dataset"] == "cluener" and results["tok2vec"] == "CNN" else 0.0), ("gp", -0.005)):
+            if other in rows:
+                gap = (egp["test_f"] - rows[other]["test_f"]) * 100
+                offset = "" if margin == 0 else f" {'+' if margin > 0 else '−'} {abs(margin) * 100:g}"
+                add(f"EGP F1 ≥ {NAMES[other]} F1{offset}", name,
+                    f"{gap:+.2f} points", gap >= margin * 100 - 1e-9)
+        if "ner" in rows:
+            ratio = egp["inference_words_per_second"] / rows["ner"]["inference_words_per_second"]
+            add("EGP inference words/s ≥ 2 × ner's", name, f"{ratio:.2f} ×", ratio >= 2)
+        add("span head ≤ 15 % of inference time", name, f"{egp['head_share_of_inference'] * 100:.1f} %",
+            egp["head_share_of_inference"] <= 0.15)
+    egp_docs = {row["tokens"]: row for row in long_rows or [] if row["model"] == "EGP"}
+    if 16000 in egp_docs and 64000 in egp_docs:
+        ratio = egp_docs[64000]["seconds"] / egp_docs[16000]["seconds"]
+        add("EGP 64k-token doc time ≤ 4.5 × 16k", "one doc", f"{ratio:.2f} ×", ratio <= 4.5)
+        peak = egp_docs[64000]["peak_rss_mb"]
+        add("EGP 64k-token doc peak RSS < 1.5 GB", "one doc", f"{peak:,.0f} MB", peak < 1536)
+    return "\n".join(lines)
+
+
 def format_params_table(rows: List[Dict[str, int]]) -> str:
     lines = ["| labels K | EGP head | GP head | GP / EGP |", "|---|---|---|---|"]
     for row in rows:
@@ -142,6 +174,8 @@ def write_report(results_dir: Path, readme: Path) -> None:
         parts.append("![test F1 per pipeline and dataset](f1.png)")
         for folder, results in zip(folders, datasets):
             parts += [dataset_heading(results), format_dataset_table(results, folder)]
+    if datasets:
+        parts += ["### Targets", format_targets(datasets, long_rows)]
     if params:
         parts += ["### Head parameters, D = 768, d = 64 (counted on built heads)", format_params_table(params)]
     if long_rows:
