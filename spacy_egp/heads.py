@@ -157,10 +157,14 @@ def _banded_products(ops: Ops, Q: Floats3d, K: Floats3d, width: int) -> Floats3d
 def add_span_ends(ops: Ops, starts: Floats2d, ends: Floats2d, width: int):
     """Band (T, W, K) whose cell (t, w, a) is starts[t, a] + ends[t + w, a]."""
     n_tokens, n_labels = starts.shape
-    out = ops.alloc3f(n_tokens, width, n_labels)
-    out += starts[:, None, :]
-    for w in range(min(width, n_tokens)):
-        out[: n_tokens - w, w] += ends[w:]
+    if n_tokens == 0 or width == 0:
+        out = ops.alloc3f(n_tokens, width, n_labels)
+    else:
+        # one pass over the band in memory order (a loop over widths would stride across it W times)
+        padded = ops.alloc2f(n_tokens + width - 1, n_labels)
+        padded[:n_tokens] = ends
+        windows = ops.xp.lib.stride_tricks.sliding_window_view(padded, width, axis=0)  # (T, K, W), a view
+        out = windows.transpose(0, 2, 1) + starts[:, None, :]
 
     def backprop(d_out: Floats3d) -> Tuple[Floats2d, Floats2d]:
         d_ends = ops.alloc2f(n_tokens, n_labels)

@@ -84,6 +84,17 @@ def machine_description() -> Dict[str, Any]:
     }
 
 
+def single_threaded_env() -> Dict[str, str]:
+    """The environment with BLAS, OpenMP and torch on one thread.
+
+    Inference is timed on one thread for every pipeline: thinc's own gemm is
+    single-threaded, numpy's OpenBLAS and torch are not, and their threads
+    slow down badly when other processes (such as the trainings of this
+    benchmark) share the cores.
+    """
+    return dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
 def _check_corpus(corpus: Path) -> None:
     missing = [split for split in ("train", "dev", "test") if not (corpus / f"{split}.spacy").exists()]
     if missing:
@@ -175,7 +186,7 @@ def _train_all(runs: List[_TrainingRun], jobs: int) -> None:
 def _evaluate_in_subprocess(model: Path, test: Path, batch_size: int) -> Dict[str, Any]:
     command = [sys.executable, "-m", "spacy_egp.benchmark", "_evaluate", str(model), str(test),
                "--batch-size", str(batch_size)]
-    out = subprocess.run(command, capture_output=True, text=True)
+    out = subprocess.run(command, capture_output=True, text=True, env=single_threaded_env())
     if out.returncode != 0:
         raise RuntimeError(f"evaluating {model} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -4,7 +4,8 @@
 
 `long-docs` predicts one document of each length in a fresh process and prints
 the wall time and the peak resident memory (RSS) of that process, so the
-figures of one length do not leak into the next. Without --model it uses an
+figures of one length do not leak into the next, on one thread (see
+`compare.single_threaded_env`). Without --model it uses an
 untrained default pipeline (random weights, 10 labels): the cost of the
 tok2vec and the head does not depend on the weights, but the number of spans
 written does, so give a trained pipeline for realistic figures.
@@ -20,6 +21,8 @@ from typing import Dict, List, Optional
 import spacy
 from spacy.language import Language
 from spacy.training import Example
+
+from .compare import single_threaded_env
 
 WORDS = ["浙", "商", "银", "行", "企", "业", "信", "贷", "部", "叶", "老", "桂", "博", "士"]
 
@@ -55,7 +58,7 @@ def long_docs(models: Dict[str, Optional[str]], lengths: List[int]) -> List[dict
             command = [sys.executable, "-m", "spacy_egp.benchmark", "_one", str(length)]
             if model:
                 command += ["--model", model]
-            out = subprocess.run(command, capture_output=True, text=True)
+            out = subprocess.run(command, capture_output=True, text=True, env=single_threaded_env())
             if out.returncode != 0:
                 raise RuntimeError(f"{name} at {length} tokens failed:\n{out.stderr}")
             rows.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), model=name))

@@ -54,7 +54,7 @@ def dataset_heading(results: Dict[str, Any]) -> str:
         f"{results['rows'][0]['nested_gold']:,} nested gold spans). Same config `{results['template']}` for every "
         f"pipeline except the component; seed 0; no early stopping; spancat n-grams 1–{results['spancat_ngram_max']} "
         f"(≥ 99.5 % of train span lengths); {results['parallel_trainings']} training(s) at a time; inference "
-        f"`nlp.pipe` batch {results['inference_batch_size']}, one process, CPU."
+        f"`nlp.pipe` batch {results['inference_batch_size']}, one process, one thread, CPU, best of 3."
     )
 
 
