@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     long.add_argument("--lengths", type=int, nargs="+", default=[10000, 100000])
     long.add_argument("--output", type=Path, default=None, help="JSON file for the rows")
 
+    loss = sub.add_parser("loss-memory", help="peak memory of one training update: dense vs sparse ZLPR")
+    loss.add_argument("--lengths", type=int, nargs="+", default=[5000, 20000])
+    loss.add_argument("--output", type=Path, default=None, help="JSON file for the rows")
+
     params = sub.add_parser("params", help="EGP vs GP head parameters (D = 768, d = 64)")
     params.add_argument("--output", type=Path, default=RESULTS / "params.json")
 
@@ -53,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     one = sub.add_parser("_one")
     one.add_argument("length", type=int)
     one.add_argument("--model", default=None)
+    update = sub.add_parser("_update")
+    update.add_argument("length", type=int)
+    update.add_argument("loss", choices=["dense", "sparse"])
     evaluate = sub.add_parser("_evaluate")
     evaluate.add_argument("model")
     evaluate.add_argument("test")
@@ -82,6 +89,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.output:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps(rows, indent=2))
+    elif args.command == "loss-memory":
+        from .long_docs import loss_memory
+
+        rows = loss_memory(args.lengths)
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(rows, indent=2))
+    elif args.command == "_update":
+        from .long_docs import measure_update
+
+        print(json.dumps(measure_update(args.length, args.loss == "sparse")))
     elif args.command == "params":
         from .params import head_parameters
         from .report import format_params_table

@@ -108,6 +108,14 @@ def format_long_docs_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_loss_memory_table(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| loss | tokens | seconds | peak RSS MB | loss value |", "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['loss']} | {row['tokens']:,} | {row['seconds']:.2f} | {row['peak_rss_mb']:,.0f} | "
+                     f"{row['loss_value']:.4f} |")
+    return "\n".join(lines)
+
+
 def plot_f1(datasets: List[Dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -159,6 +167,7 @@ def write_report(results_dir: Path, readme: Path) -> None:
     datasets = [json.loads((folder / "results.json").read_text()) for folder in folders]
     long_rows = _read(results_dir / "long_docs.json")
     params = _read(results_dir / "params.json")
+    loss_rows = _read(results_dir / "loss_memory.json")
     parts = []
     if datasets:
         machine = datasets[0]["machine"]
@@ -182,6 +191,9 @@ def write_report(results_dir: Path, readme: Path) -> None:
         plot_long_docs(long_rows, results_dir / "long_docs.png")
         parts += ["### One long document (CLUENER pipelines, default max_span_length)",
                   format_long_docs_table(long_rows), "![time and memory against length](long_docs.png)"]
+    if loss_rows:
+        parts += ["### Dense vs sparse ZLPR: one training update on one long doc (untrained EGP, 10 labels, "
+                  "a gold span every 50 tokens)", format_loss_memory_table(loss_rows)]
     body = "\n\n".join(parts)
     (results_dir / "README.md").write_text("# Benchmark results\n\n" + body + "\n")
     _replace_readme_section(readme, body.replace("](", "](results/"))
