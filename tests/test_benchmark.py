@@ -114,3 +114,11 @@ def test_tiny_comparison_end_to_end(shared_data, tmp_path):
     assert "\nold\n" not in text and text.startswith("intro") and text.rstrip().endswith("rest")
     assert "| spaCy spancat |" in text and "results/f1.png" in text
     assert (results_dir / "f1.png").stat().st_size > 1000 and (results_dir / "README.md").exists()
+
+
+def test_loss_memory_benchmark_compares_equal_losses():
+    from spacy_egp.benchmark.long_docs import measure_update
+
+    dense, sparse = measure_update(400, sparse_loss=False), measure_update(400, sparse_loss=True)
+    assert dense["loss_value"] == pytest.approx(sparse["loss_value"], rel=1e-5)
+    assert dense["peak_rss_mb"] > 0 and sparse["seconds"] > 0
