@@ -83,7 +83,7 @@ def _span_keys(docs: List[Doc], spans_of: Any) -> Set[SpanKey]:
 def raw_tok2vec(model: Model) -> Model:
     """The tok2vec a component's model starts with (spaCy ner's ref adds a Linear: skip it)."""
     tok2vec = model.get_ref("tok2vec")
-    if model.name.startswith("parser_model") or tok2vec.name.startswith("tok2vec>>list2array"):
+    if model.name == "parser_model":  # spaCy's TransitionModel (ner, parser)
         return tok2vec.layers[0]
     return tok2vec
 
