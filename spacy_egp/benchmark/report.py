@@ -55,6 +55,8 @@ def dataset_heading(results: Dict[str, Any]) -> str:
         f"pipeline except the component; seed 0; no early stopping; spancat n-grams 1–{results['spancat_ngram_max']} "
         f"(≥ 99.5 % of train span lengths); {results['parallel_trainings']} training(s) at a time; inference "
         f"`nlp.pipe` batch {results['inference_batch_size']}, one process, one thread, CPU, best of 3."
+        + (" **The test split of this dataset is its dev set** (SPLITS.md), so the tuned-thresholds row was "
+           "tuned on the very data it is scored on: an upper bound, not a result." if results.get("test_is_dev") else "")
     )
 
 
