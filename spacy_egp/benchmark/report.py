@@ -193,6 +193,10 @@ def write_report(results_dir: Path, readme: Path) -> None:
         plot_long_docs(long_rows, results_dir / "long_docs.png")
         parts += ["### One long document (CLUENER pipelines, default max_span_length)",
                   format_long_docs_table(long_rows), "![time and memory against length](long_docs.png)"]
+    long_100k = _read(results_dir / "long_docs_100k.json")
+    if long_100k:
+        parts += ["### A 10,000 and a 100,000-token doc (CLUENER EGP; targets: peak RSS ≤ 1.5 GB, time ratio ≤ 11)",
+                  format_long_docs_table(long_100k)]
     if loss_rows:
         parts += ["### Dense vs sparse ZLPR: one training update on one long doc (untrained EGP, 10 labels, "
                   "a gold span every 50 tokens)", format_loss_memory_table(loss_rows)]
