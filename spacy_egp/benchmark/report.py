@@ -39,7 +39,7 @@ def format_dataset_table(results: Dict[str, Any], results_dir: Path = None) -> s
                 [json.loads(line) for line in log.read_text().splitlines()]))
         lines.append(
             f"| {NAMES.get(row['pipeline'], row['pipeline'])} | {_pct(row['test_p'])} | {_pct(row['test_r'])} | "
-            f"**{_pct(row['test_f'])}** | {_pct(row['nested_f'])} | {row['head_parameters']:,} | "
+            f"**{_pct(row['test_f'])}** | {_pct(row['nested_f']) if row['nested_gold'] else '–'} | {row['head_parameters']:,} | "
             f"{row.get('train_words_per_second', 0):,.0f} | {row['inference_words_per_second']:,.0f} | "
             f"{row['head_share_of_inference'] * 100:.0f} % | {row.get('train_peak_rss_mb', 0):,.0f} | "
             f"{row['inference_peak_rss_mb']:,.0f} | {row.get('train_wall_seconds', 0) / 60:.1f} |"
