@@ -8,6 +8,7 @@ inferred when the component initializes, as spaCy's spancat does.
 
 from typing import List, Optional
 
+import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, chain, list2ragged
@@ -114,10 +115,25 @@ def predict_token_vectors(
 
 
 def _windowed_vectors(tok2vec: Model, doc: Doc, window: int, context: int) -> Floats2d:
+    attrs = doc._get_array_attrs()
+    array = doc.to_array(attrs)  # once: Span.as_doc would export the whole doc for every window
     pieces = []
     for start in range(0, len(doc), window):
         end = min(start + window, len(doc))
         left, right = max(0, start - context), min(len(doc), end + context)
-        vectors = tok2vec.predict([doc[left:right].as_doc()])[0]
+        vectors = tok2vec.predict([_window_doc(doc, left, right, attrs, array)])[0]
         pieces.append(vectors[start - left : end - left])
     return tok2vec.ops.xp.concatenate(pieces)
+
+
+def _window_doc(doc: Doc, left: int, right: int, attrs: List[int], array: numpy.ndarray) -> Doc:
+    """doc[left:right] as a Doc, from the doc's exported attributes.
+
+    Span.as_doc reads only rows left..right of the array it is given and
+    edits them in place; it gets a fresh copy of those rows in an array of the
+    doc's height (numpy.empty leaves the other rows untouched, so this costs
+    the window only).
+    """
+    rows = numpy.empty((right, array.shape[1]), dtype=array.dtype)
+    rows[left:right] = array[left:right]
+    return doc[left:right].as_doc(array_head=attrs, array=rows)
