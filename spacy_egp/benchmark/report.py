@@ -33,7 +33,8 @@ def format_dataset_table(results: Dict[str, Any], results_dir: Path = None) -> s
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
-        log = results_dir / "logs" / f"{row['pipeline']}.jsonl" if results_dir else None
+        trained = row["pipeline"].removesuffix("-tuned")  # the tuned row is the EGP training's
+        log = results_dir / "logs" / f"{trained}.jsonl" if results_dir else None
         if log and log.exists():
             row = dict(row, train_words_per_second=training_words_per_second(
                 [json.loads(line) for line in log.read_text().splitlines()]))
@@ -134,7 +135,8 @@ def plot_f1(datasets: List[Dict[str, Any]], path: Path) -> None:
     ax.set_xticks([i + width * (len(pipelines) - 1) / 2 for i in range(len(datasets))])
     ax.set_xticklabels([f"{d['dataset']}\n{d['tok2vec']}, {d['max_steps']} steps" for d in datasets])
     ax.set_ylabel("test F1 (%)")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 85)  # room for the legend above the bars
+    ax.legend(fontsize=8, ncol=3, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
