@@ -156,23 +156,26 @@ class _TrainingRun:
             return subprocess.Popen(self.command, stdout=console, stderr=subprocess.STDOUT)
 
     def finish(self, status: int, rusage: Any) -> None:
+        """Keep what only the process can tell: its wall time and peak RSS."""
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"training {self.name} failed: see {self.console}")
-        evaluations = [json.loads(line) for line in self.log.read_text().splitlines()]
-        last = evaluations[-1]
-        summary = {
-            "pipeline": self.name,
-            "train_wall_seconds": time.perf_counter() - self.started,
-            "train_steps": last["step"],
-            "train_words": last["words"],
-            "train_words_per_second": training_words_per_second(evaluations),
-            "train_peak_rss_mb": rusage.ru_maxrss / 1024,
-            "dev_best_score": max(e["score"] for e in evaluations),
-        }
-        self.summary_path.write_text(json.dumps(summary, indent=2))
+        measured = {"train_wall_seconds": time.perf_counter() - self.started,
+                    "train_peak_rss_mb": rusage.ru_maxrss / 1024}
+        self.summary_path.write_text(json.dumps(measured, indent=2))
 
     def summary(self) -> Dict[str, Any]:
-        return json.loads(self.summary_path.read_text())
+        """The process measurements, and from the training log: steps, words, words/s, best dev score."""
+        measured = json.loads(self.summary_path.read_text())
+        evaluations = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return {
+            "pipeline": self.name,
+            "train_wall_seconds": measured["train_wall_seconds"],
+            "train_steps": evaluations[-1]["step"],
+            "train_words": evaluations[-1]["words"],
+            "train_words_per_second": training_words_per_second(evaluations),
+            "train_peak_rss_mb": measured["train_peak_rss_mb"],
+            "dev_best_score": max(e["score"] for e in evaluations),
+        }
 
 
 def _train_all(runs: List[_TrainingRun], jobs: int) -> None:
@@ -207,7 +210,3 @@ def _tune_on_dev(model: Path, dev: Path, output: Path) -> Path:
         raise RuntimeError(f"tuning {model} failed:\n{out.stdout}\n{out.stderr}")
     (output.parent / "tune.txt").write_text(out.stdout)
     return output
-
-
-def load_results(path: Path) -> Optional[Dict[str, Any]]:
-    return json.loads(path.read_text()) if path.exists() else None

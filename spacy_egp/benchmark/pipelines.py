@@ -41,8 +41,10 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     elif name == "gp":
         egp["model"]["@architectures"] = "spacy_egp.GlobalPointer.v1"
         components[EGP_COMPONENT] = egp
+    elif name == "spancat":
+        components[name] = _spancat(tok2vec, ngram_max)
     else:
-        components[name] = (_spancat if name == "spancat" else _ner)(tok2vec, ngram_max)
+        components[name] = _ner(tok2vec)
     main = EGP_COMPONENT if name in ("egp", "gp") else name
     config["nlp"]["pipeline"] = [p if p != EGP_COMPONENT else main for p in config["nlp"]["pipeline"]]
     config["initialize"]["components"] = {}
@@ -76,7 +78,7 @@ def _spancat(tok2vec: Dict[str, Any], ngram_max: int) -> Dict[str, Any]:
     }
 
 
-def _ner(tok2vec: Dict[str, Any], ngram_max: int) -> Dict[str, Any]:
+def _ner(tok2vec: Dict[str, Any]) -> Dict[str, Any]:
     """spaCy's ner defaults with the shared tok2vec (it learns doc.ents, i.e. flat spans)."""
     return {
         "factory": "ner",
