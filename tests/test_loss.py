@@ -115,8 +115,57 @@ def test_sparse_loss_without_gold_cells():
     numpy.testing.assert_allclose(sparse[1], dense[1], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("gold_logit", [0.0, 4.0, 8.0, 10.5, 14.0, 16.0, 20.0, 25.0, 30.0])
+def test_sparse_loss_is_exact_at_high_gold_logits(gold_logit):
+    """A fitted row: gold cells high, the rest low. Sparse = dense = the float64 closed form.
+
+    The reference's A + log(1 - exp(G - A)) cancels here in float32 (wrong gold
+    gradient sign at 14, zero negative gradients from 16 on).
+    """
+    lengths = OPS.asarray1i([6, 5])
+    width, n_labels = 4, 2
+    valid = band_mask(OPS, lengths, width)
+    scores = numpy.where(valid[:, :, None], -6.0, -numpy.inf) * numpy.ones(n_labels)
+    scores = scores.astype("float32")
+    scores[0, 1, 0] = scores[8, 0, 1] = -3.0  # hard negatives
+    gold = numpy.zeros(scores.shape, bool)
+    for t, w, k, value in [(0, 0, 0, gold_logit), (2, 3, 0, gold_logit - 1), (7, 2, 1, gold_logit)]:
+        gold[t, w, k] = True
+        scores[t, w, k] = value
+    dense_loss, dense_grad = zlpr_loss(OPS, scores, valid, gold, lengths)
+    sparse_loss, sparse_grad = sparse_zlpr_loss(OPS, scores, valid, numpy.argwhere(gold), lengths)
+    expected_loss, expected_grad = float64_zlpr(scores, valid, gold, lengths)
+    assert dense_loss == pytest.approx(expected_loss, rel=1e-5)
+    assert sparse_loss == pytest.approx(expected_loss, rel=1e-5)
+    numpy.testing.assert_allclose(sparse_grad, expected_grad, rtol=1e-4, atol=1e-12)
+    numpy.testing.assert_allclose(dense_grad, expected_grad, rtol=1e-4, atol=1e-12)
+    assert numpy.all(sparse_grad[gold] < 0) and numpy.all(sparse_grad[valid[:, :, None] & ~gold] > 0)
+
+
+def float64_zlpr(scores, valid, gold, lengths):
+    """Loss and gradient in float64, row by row, from the definition."""
+    grad = numpy.zeros(scores.shape)
+    total, rows, start = 0.0, 0, 0
+    for n in lengths:
+        for k in range(scores.shape[2]):
+            s = scores[start : start + n, :, k].astype("float64")
+            cells = valid[start : start + n]
+            neg = cells & ~gold[start : start + n, :, k]
+            pos = cells & gold[start : start + n, :, k]
+            z_neg = 1 + numpy.exp(s[neg]).sum()
+            z_pos = 1 + numpy.exp(-s[pos]).sum()
+            total += numpy.log(z_neg) + numpy.log(z_pos)
+            row_grad = numpy.zeros(s.shape)
+            row_grad[neg] = numpy.exp(s[neg]) / z_neg
+            row_grad[pos] = -numpy.exp(-s[pos]) / z_pos
+            grad[start : start + n, :, k] = row_grad
+            rows += 1
+        start += n
+    return total / rows, grad / rows
+
+
 def test_sparse_loss_stays_finite_on_extreme_logits():
-    """Where gold cells hold nearly all the mass, 1 - exp(G - A) cancels; the clip keeps it finite."""
+    """Logits of +-1e4: every exponential is shifted by its row's maximum."""
     scores, valid, gold, lengths = random_batch(8, scale=1.0)
     huge = numpy.where(numpy.isfinite(scores), numpy.sign(scores) * 1e4, -numpy.inf).astype("float32")
     loss, grad = sparse_zlpr_loss(OPS, huge, valid, numpy.argwhere(gold), lengths)
