@@ -39,6 +39,7 @@ Parameter counts (token vectors of width D, head size d, K labels):
     GP:  K * (D * 2d + 2d)                    i.e. 2Dd + 2d per label
 """
 
+import math
 from typing import Callable, List, Optional, Tuple
 
 from thinc.api import Linear, Model, Ops
@@ -203,9 +204,18 @@ def _mask_band(ops: Ops, scores: Floats3d, lengths: Ints1d) -> Tuple[Floats3d, C
 
 
 def build_egp_head(
-    head_size: int, use_rope: bool, max_span_length: Optional[int], nO: Optional[int] = None
+    head_size: int,
+    use_rope: bool,
+    max_span_length: Optional[int],
+    nO: Optional[int] = None,
+    *,
+    span_prior: Optional[float] = None,
 ) -> Model[Ragged, Ragged]:
-    """The EGP head: token vectors (T, D) → band of span logits (T, W, nO)."""
+    """The EGP head: token vectors (T, D) → band of span logits (T, W, nO).
+
+    span_prior: the label term's biases start at logit(span_prior) (start and
+    end halves alike, so their mean is that logit); None: at 0.
+    """
     projection = Linear(nO=2 * head_size)
     label_term = Linear()
     return Model(
@@ -215,7 +225,12 @@ def build_egp_head(
         layers=[projection, label_term],
         refs={"projection": projection, "label_term": label_term},
         dims={"nO": nO, "nI": None},
-        attrs={"head_size": head_size, "use_rope": use_rope, "max_span_length": max_span_length},
+        attrs={
+            "head_size": head_size,
+            "use_rope": use_rope,
+            "max_span_length": max_span_length,
+            "span_prior": span_prior,
+        },
     )
 
 
@@ -262,6 +277,31 @@ def init_head(model: Model, X: Optional[Ragged] = None, Y: Optional[Ragged] = No
         projection.set_dim("nO", 2 * head_size * n_labels)
     for layer in model.layers:
         layer.initialize()
+    if model.attrs.get("span_prior") is not None:
+        _init_span_prior(model, X)
+
+
+def _init_span_prior(model: Model, X: Optional[Ragged]) -> None:
+    """Start every cell near logit(span_prior), so that the untrained head predicts (almost) nothing.
+
+    The label term's biases are set to that logit (it adds their mean). With
+    glorot weights, q.k / sqrt(d) of a CNN tok2vec's vectors spreads with a
+    standard deviation of about 5 and would still put ~20 % of the cells above
+    0; so when sample vectors X are given, the projection is scaled down until
+    that term has unit standard deviation on them (q.k is quadratic in it).
+    """
+    prior = model.attrs["span_prior"]
+    if X is not None and len(X.data):
+        d = model.attrs["head_size"]
+        lengths = X.lengths
+        P = model.get_ref("projection").predict(model.ops.asarray2f(X.data))
+        Q, K, _ = _rope_qk(model, P[:, None, :d], P[:, None, d:], lengths)
+        dots, _ = pointer_band(model.ops, Q, K, band_width(lengths, model.attrs["max_span_length"]))
+        spread = float(dots[band_mask(model.ops, lengths, dots.shape[1])].std())
+        if spread > 1.0:
+            for name in ("W", "b"):
+                model.get_ref("projection").get_param(name)[...] /= spread**0.5
+    model.get_ref("label_term").get_param("b")[...] = math.log(prior) - math.log1p(-prior)
 
 
 def egp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:

@@ -17,13 +17,28 @@ from thinc.types import Floats2d, Ragged
 from .heads import build_egp_head, build_gp_head
 
 DEFAULT_MAX_SPAN_LENGTH = 128
+# An untrained head gives every cell about this probability (see span_prior).
+DEFAULT_SPAN_PRIOR = 0.01
 # Docs longer than this are encoded in windows at inference (see predict_token_vectors).
 LONG_DOC_WINDOW = 4096
 
 
-def _validate_head_config(head_size: int, use_rope: bool) -> None:
+def _validate_head_config(
+    head_size: int, use_rope: bool, max_span_length: Optional[int], span_prior: Optional[float]
+) -> None:
     if not isinstance(head_size, int) or head_size <= 0:
         raise ValueError(f"head_size must be a positive integer, got {head_size!r}.")
+    if max_span_length is not None and (
+        isinstance(max_span_length, bool) or not isinstance(max_span_length, int) or max_span_length <= 0
+    ):
+        raise ValueError(
+            f"max_span_length must be a positive number of tokens (or null for no limit), got {max_span_length!r}."
+        )
+    if span_prior is not None and (isinstance(span_prior, bool) or not 0.0 < span_prior < 1.0):
+        raise ValueError(
+            f"span_prior must be a probability strictly between 0 and 1 (e.g. 0.01), or null for "
+            f"zero-initialised biases, got {span_prior!r}."
+        )
     if use_rope and head_size % 2:
         raise ValueError(
             f"head_size must be even when use_rope = true (RoPE rotates pairs of "
@@ -39,11 +54,13 @@ def _with_tok2vec(tok2vec: Model[List[Doc], List[Floats2d]], head: Model) -> Mod
     return model
 
 
-@registry.architectures("spacy_egp.EfficientGlobalPointer.v1")
-def build_efficient_globalpointer(
+@registry.architectures("spacy_egp.EfficientGlobalPointer.v2")
+def build_efficient_globalpointer_v2(
     tok2vec: Model[List[Doc], List[Floats2d]],
     head_size: int = 64,
     use_rope: bool = True,
+    max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
+    span_prior: Optional[float] = DEFAULT_SPAN_PRIOR,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
     """Efficient GlobalPointer: one shared q/k projection, per-label start/end terms.
@@ -52,12 +69,48 @@ def build_efficient_globalpointer(
     head_size (int): d, the width of q and k (the projection is 2d wide).
     use_rope (bool): Rotary position encoding (base 10000, positions from 0
         in each doc) on q and k before their product.
+    max_span_length (Optional[int]): The longest span scored, in tokens; None
+        scores every span of a doc (memory quadratic in its length). The one
+        source of this limit: the component's loss and decoding read it here.
+    span_prior (Optional[float]): The probability that the untrained head
+        gives a cell: the label term's biases start at its logit, so an
+        untrained pipe predicts almost nothing (spans are rare) instead of
+        half of all cells. None: biases start at 0, as in v1.
     nO (Optional[int]): The number of labels; inferred at initialize if None.
     RETURNS (Model[List[Doc], Ragged]): The band of span logits, (T, W, nO).
     """
-    _validate_head_config(head_size, use_rope)
-    head = build_egp_head(head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, nO)
+    _validate_head_config(head_size, use_rope, max_span_length, span_prior)
+    head = build_egp_head(head_size, use_rope, max_span_length, nO, span_prior=span_prior)
     return _with_tok2vec(tok2vec, head)
+
+
+@registry.architectures("spacy_egp.GlobalPointer.v2")
+def build_globalpointer_v2(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    head_size: int = 64,
+    use_rope: bool = True,
+    max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Ragged]:
+    """The original GlobalPointer: one q/k projection per label, for comparison.
+
+    Same arguments and output as spacy_egp.EfficientGlobalPointer.v2, but no
+    label term and so no span_prior.
+    """
+    _validate_head_config(head_size, use_rope, max_span_length, None)
+    head = build_gp_head(head_size, use_rope, max_span_length, nO)
+    return _with_tok2vec(tok2vec, head)
+
+
+@registry.architectures("spacy_egp.EfficientGlobalPointer.v1")
+def build_efficient_globalpointer(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    head_size: int = 64,
+    use_rope: bool = True,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Ragged]:
+    """Version 1 of spacy_egp.EfficientGlobalPointer: max_span_length 128, no span prior."""
+    return build_efficient_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, nO)
 
 
 @registry.architectures("spacy_egp.GlobalPointer.v1")
@@ -67,13 +120,8 @@ def build_globalpointer(
     use_rope: bool = True,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
-    """The original GlobalPointer: one q/k projection per label, for comparison.
-
-    Same arguments and output as spacy_egp.EfficientGlobalPointer.v1.
-    """
-    _validate_head_config(head_size, use_rope)
-    head = build_gp_head(head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, nO)
-    return _with_tok2vec(tok2vec, head)
+    """Version 1 of spacy_egp.GlobalPointer: max_span_length 128."""
+    return build_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, nO)
 
 
 def encoder_context(tok2vec: Model) -> Optional[int]:

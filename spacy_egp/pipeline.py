@@ -2,15 +2,20 @@
 
 The model (spacy_egp.model) maps a batch of docs to a band of span logits
 (T, W, K): cell (t, w, a) is the span from token t to token t + w of label a.
-`set_annotations` keeps every cell whose logit is above its label's threshold,
-`get_loss` builds the gold band from the reference spans and applies ZLPR
-(spacy_egp.loss).
+`set_annotations` keeps every cell whose probability is at least its label's
+threshold (compared once, as logits), at most `max_spans_per_token` per token
+of a doc; `get_loss` maps the reference spans to band cells (spacy_egp.gold)
+and applies ZLPR (spacy_egp.loss).
+
+Scores and thresholds are probabilities, as in spaCy's spancat and span_finder:
+`threshold` (default 0.5, the reference's logit 0) and the per-label
+`thresholds` are in [0, 1], and attrs["scores"] holds the sigmoid of each
+predicted span's logit, never below its label's threshold.
 """
 
 import dataclasses
 import math
 import warnings
-from collections import Counter
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -27,17 +32,23 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d, Ragged
 
+from .gold import GoldProblems, cells_above, gold_cells, preview
 from .heads import band_mask
 from .loss import sparse_zlpr_loss, zlpr_loss
-from .model import DEFAULT_MAX_SPAN_LENGTH, predict_token_vectors
+from .model import predict_token_vectors
 
 DEFAULT_SPANS_KEY = "sc"
+# Enough for any nesting in the datasets here (at most ~0.5 gold spans per
+# token); bounds decoding's memory when a threshold is too low for the model.
+DEFAULT_MAX_SPANS_PER_TOKEN = 4.0
 
 default_model_config = """
 [model]
-@architectures = "spacy_egp.EfficientGlobalPointer.v1"
+@architectures = "spacy_egp.EfficientGlobalPointer.v2"
 head_size = 64
 use_rope = true
+max_span_length = 128
+span_prior = 0.01
 
 [model.tok2vec]
 @architectures = "spacy.Tok2Vec.v2"
@@ -96,9 +107,10 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
     default_config={
         "model": DEFAULT_EGP_MODEL,
         "spans_key": DEFAULT_SPANS_KEY,
-        "threshold": 0.0,
+        "threshold": 0.5,
         "thresholds": {},
-        "max_span_length": DEFAULT_MAX_SPAN_LENGTH,
+        "max_spans_per_token": DEFAULT_MAX_SPANS_PER_TOKEN,
+        "max_span_length": None,
         "sparse_loss": False,
         "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.spans_scorer.v1"},
@@ -114,12 +126,18 @@ def make_efficient_globalpointer(
     spans_key: str,
     threshold: float,
     thresholds: Dict[str, float],
+    max_spans_per_token: Optional[float],
     max_span_length: Optional[int],
     sparse_loss: bool,
     ents_mode: bool,
     scorer: Optional[Callable],
 ) -> "EfficientGlobalPointer":
-    """Create an efficient_globalpointer component (see EfficientGlobalPointer)."""
+    """Create an efficient_globalpointer component (see EfficientGlobalPointer).
+
+    max_span_length is set on the model (spacy_egp.EfficientGlobalPointer.v2);
+    here it is only accepted from configs of version 0.1 when it agrees.
+    """
+    _check_legacy_max_span_length(name, max_span_length, model)
     return EfficientGlobalPointer(
         nlp.vocab,
         model,
@@ -127,7 +145,7 @@ def make_efficient_globalpointer(
         spans_key=spans_key,
         threshold=threshold,
         thresholds=thresholds,
-        max_span_length=max_span_length,
+        max_spans_per_token=max_spans_per_token,
         sparse_loss=sparse_loss,
         ents_mode=ents_mode,
         scorer=scorer,
@@ -135,23 +153,55 @@ def make_efficient_globalpointer(
 
 
 def _check_threshold(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(
-            f"{name} must be a finite number (a logit; 0.0 is the reference's "
-            f"threshold, i.e. probability 0.5), got {value!r}."
+            f"{name} must be a probability between 0 and 1 (0.5 is the reference's "
+            f"logit 0), got {value!r}. Thresholds were logits before spacy-egp 0.2: "
+            f"convert a logit x with 1 / (1 + exp(-x))."
         )
     return float(value)
 
 
-def _check_max_span_length(value: Any) -> Optional[int]:
+def _check_max_spans_per_token(value: Any) -> Optional[float]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
         raise ValueError(
-            f"max_span_length must be a positive number of tokens (or null for no "
-            f"limit), got {value!r}."
+            f"max_spans_per_token must be a positive number (or null for no cap), got {value!r}."
         )
-    return value
+    return float(value)
+
+
+def _check_legacy_max_span_length(name: str, value: Any, model: Model) -> None:
+    model_value = model.get_ref("head").attrs["max_span_length"]
+    if value is not None and value != model_value:
+        raise ValueError(
+            f"[{name}] max_span_length = {value!r} is set on the component, but the model "
+            f"scores spans of up to {model_value!r} tokens. max_span_length now lives on the "
+            f"model only: set it in [components.{name}.model] with "
+            f'@architectures = "spacy_egp.EfficientGlobalPointer.v2" (or GlobalPointer.v2), '
+            f"and remove it from [components.{name}]."
+        )
+
+
+def probability_to_logit(probability: float) -> float:
+    """The logit of a probability threshold, in float64: 0 -> the lowest finite float, 1 -> inf.
+
+    A cell is kept when its (float32) logit is >= this: exactly when the
+    sigmoid of the logit is at least the probability, so the reported float32
+    score is never below float32(probability). The lowest finite float for 0
+    keeps every cell of a doc but never the -inf cells outside docs.
+    """
+    if probability <= 0:
+        return -numpy.finfo("float64").max
+    if probability >= 1:
+        return numpy.inf
+    return math.log(probability) - math.log1p(-probability)
+
+
+def sigmoid(logits: numpy.ndarray) -> numpy.ndarray:
+    """float32 probabilities of logits, computed in float64 (no overflow warnings)."""
+    return (0.5 * (1.0 + numpy.tanh(numpy.asarray(logits, dtype="float64") / 2))).astype("float32")
 
 
 def flat_selection(spans: List[Span], scores: numpy.ndarray) -> List[Span]:
@@ -179,14 +229,6 @@ def _clear_load_errors(name: str, source: str) -> Iterator[None]:
         ) from error
 
 
-def _preview(text: str) -> str:
-    return repr(text if len(text) <= 60 else text[:57] + "...")
-
-
-def _describe(doc: Doc, start: int, end: int, label: str) -> str:
-    return f"span [{start}:{end}] {doc[start:end].text!r} ({label}) in doc {_preview(doc.text)}"
-
-
 class EfficientGlobalPointer(TrainablePipe):
     """Predict nested, labelled spans with Efficient GlobalPointer.
 
@@ -201,9 +243,9 @@ class EfficientGlobalPointer(TrainablePipe):
         name: str = "efficient_globalpointer",
         *,
         spans_key: str = DEFAULT_SPANS_KEY,
-        threshold: float = 0.0,
+        threshold: float = 0.5,
         thresholds: Optional[Dict[str, float]] = None,
-        max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
+        max_spans_per_token: Optional[float] = DEFAULT_MAX_SPANS_PER_TOKEN,
         sparse_loss: bool = False,
         ents_mode: bool = False,
         scorer: Optional[Callable] = spans_score,
@@ -216,11 +258,13 @@ class EfficientGlobalPointer(TrainablePipe):
         name (str): The component instance name, used as the key in losses.
         spans_key (str): Key of doc.spans to write predictions to and to read
             gold spans from.
-        threshold (float): Logit above which a cell is a span (0.0 = probability 0.5).
-        thresholds (Dict[str, float]): Per-label logit thresholds that
+        threshold (float): The probability at or above which a cell is a span
+            (0.5: the reference's logit 0).
+        thresholds (Dict[str, float]): Per-label probability thresholds that
             override `threshold`.
-        max_span_length (Optional[int]): Spans longer than this many tokens are
-            neither scored nor predicted; None scores all (quadratic memory).
+        max_spans_per_token (Optional[float]): At most ceil(this * len(doc))
+            spans per doc, the highest-scoring ones (a warning says when the
+            cap bites); None: no cap. Bounds memory whatever the threshold.
         sparse_loss (bool): Compute ZLPR from the gold cells' indices instead of
             a dense gold array (same loss, less memory on long docs).
         ents_mode (bool): Also write a non-overlapping selection of the spans
@@ -242,12 +286,16 @@ class EfficientGlobalPointer(TrainablePipe):
                 str(label): _check_threshold(f"thresholds[{label!r}]", value)
                 for label, value in (thresholds or {}).items()
             },
-            "max_span_length": _check_max_span_length(max_span_length),
+            "max_spans_per_token": _check_max_spans_per_token(max_spans_per_token),
             "sparse_loss": bool(sparse_loss),
             "ents_mode": bool(ents_mode),
         }
-        self.model.get_ref("head").attrs["max_span_length"] = self.cfg["max_span_length"]
-        self.gold_span_problems: Counter = Counter()
+        self.gold_span_problems = GoldProblems(name)
+
+    @property
+    def max_span_length(self) -> Optional[int]:
+        """The longest span scored, in tokens: the model's (one source for forward, loss and decoding)."""
+        return self.model.get_ref("head").attrs["max_span_length"]
 
     @property
     def key(self) -> str:
@@ -279,12 +327,25 @@ class EfficientGlobalPointer(TrainablePipe):
         self.vocab.strings.add(label)
         return 1
 
-    def label_thresholds(self) -> numpy.ndarray:
-        """The logit threshold of each label, in label order."""
+    def label_thresholds(self) -> Dict[str, float]:
+        """The probability threshold of each label."""
         per_label = self.cfg["thresholds"]
-        return numpy.asarray(
-            [per_label.get(label, self.cfg["threshold"]) for label in self.labels], dtype="float32"
-        )
+        return {label: float(per_label.get(label, self.cfg["threshold"])) for label in self.labels}
+
+    def logit_thresholds(self) -> numpy.ndarray:
+        """The thresholds as float64 logits, in label order: decoding keeps the cells >= these."""
+        thresholds = self.label_thresholds()
+        for label, value in thresholds.items():
+            _check_threshold(f"the threshold of {label!r}", value)
+        return numpy.asarray([probability_to_logit(thresholds[label]) for label in self.labels], dtype="float64")
+
+    def span_caps(self, lengths: Iterable[int]) -> numpy.ndarray:
+        """The most spans each doc of these lengths may get (max_spans_per_token)."""
+        per_token = self.cfg["max_spans_per_token"]
+        lengths = numpy.asarray(list(lengths), dtype="int64")
+        if per_token is None:
+            return lengths * max(1, self.max_span_length or int(lengths.max(initial=1))) * max(1, len(self.labels))
+        return numpy.ceil(lengths * per_token).astype("int64")
 
     def predict(self, docs: Iterable[Doc]) -> Ragged:
         """Score every candidate span of the docs, without modifying them.
@@ -304,34 +365,47 @@ class EfficientGlobalPointer(TrainablePipe):
         return self.model.get_ref("head").predict(Ragged(self.model.ops.flatten(vectors), lengths))
 
     def set_annotations(self, docs: Iterable[Doc], scores: Ragged) -> None:
-        """Write the spans above threshold to doc.spans[spans_key], with their scores.
+        """Write the spans at or above threshold to doc.spans[spans_key], with their scores.
 
-        Spans are ordered by (start, end, label); attrs["scores"] holds the
-        sigmoid of each span's logit.
+        Spans are ordered by (start, end, label); attrs["scores"] holds each
+        span's probability. A doc with more such cells than its cap
+        (max_spans_per_token) keeps its highest-scoring ones, with a warning.
         """
         docs = list(docs)
-        logits = self.model.ops.to_numpy(scores.dataXd)
         lengths = self.model.ops.to_numpy(scores.lengths)
-        token, width, label = numpy.nonzero(logits > self.label_thresholds())
-        span_logits = logits[token, width, label].astype("float64")
-        probabilities = (0.5 * (1.0 + numpy.tanh(span_logits / 2))).astype("float32")
+        cells = cells_above(
+            self.model.ops.to_numpy(scores.dataXd), lengths, self.logit_thresholds(), self.span_caps(lengths)
+        )
+        if cells.capped_docs:
+            self._warn_capped(docs, cells.capped_docs)
+        probabilities = sigmoid(cells.logit)
         doc_starts = numpy.cumsum(lengths) - lengths
-        doc_of_span = numpy.searchsorted(doc_starts, token, side="right") - 1
-        bounds = numpy.searchsorted(doc_of_span, numpy.arange(len(docs) + 1))
+        bounds = numpy.searchsorted(cells.token, doc_starts[1:].tolist() + [int(lengths.sum())], side="left")
+        bounds = [0] + bounds.tolist()
         labels = self.labels
         for i, doc in enumerate(docs):
             found = slice(bounds[i], bounds[i + 1])
-            starts = (token[found] - doc_starts[i]).tolist()
-            ends = (numpy.asarray(starts, dtype=int) + width[found] + 1).tolist()
+            starts = (cells.token[found] - doc_starts[i]).tolist()
+            ends = (cells.token[found] - doc_starts[i] + cells.width[found] + 1).tolist()
             spans = [
                 Span(doc, start, end, label=labels[label_i])
-                for start, end, label_i in zip(starts, ends, label[found].tolist())
+                for start, end, label_i in zip(starts, ends, cells.label[found].tolist())
             ]
             doc.spans[self.key] = SpanGroup(
                 doc, name=self.key, spans=spans, attrs={"scores": probabilities[found]}
             )
             if self.cfg["ents_mode"]:
                 doc.set_ents(flat_selection(spans, probabilities[found]), default="outside")
+
+    def _warn_capped(self, docs: List[Doc], capped: List[int]) -> None:
+        doc = docs[capped[0]]
+        warnings.warn(
+            f"[{self.name}] {len(capped)} doc(s) had more spans above threshold than the cap "
+            f"max_spans_per_token={self.cfg['max_spans_per_token']} allows and kept their "
+            f"highest-scoring ones (the first: {len(doc)} tokens, {preview(doc.text)}). The "
+            f"threshold is probably too low for this model; raise it, or raise or null the cap.",
+            stacklevel=3,
+        )
 
     def update(
         self,
@@ -368,7 +442,8 @@ class EfficientGlobalPointer(TrainablePipe):
         """
         ops = self.model.ops
         band = scores.dataXd
-        cells = ops.asarray(self._gold_cells(list(examples)), dtype="int64")
+        cells = gold_cells(list(examples), self.key, self.labels, self.max_span_length, self.gold_span_problems)
+        cells = ops.asarray(cells, dtype="int64")
         valid = band_mask(ops, scores.lengths, band.shape[1])
         if self.cfg["sparse_loss"]:
             loss, d_band = sparse_zlpr_loss(ops, band, valid, cells, scores.lengths)
@@ -377,94 +452,6 @@ class EfficientGlobalPointer(TrainablePipe):
             gold[cells[:, 0], cells[:, 1], cells[:, 2]] = True
             loss, d_band = zlpr_loss(ops, band, valid, gold, scores.lengths)
         return loss, Ragged(d_band, scores.lengths)
-
-    def _gold_cells(self, examples: List[Example]) -> numpy.ndarray:
-        """The band cells (t, w, label) of the aligned gold spans, each once, (P, 3)."""
-        cells = set()
-        label_index = {label: i for i, label in enumerate(self.labels)}
-        max_length = self.cfg["max_span_length"]
-        offset = 0
-        for eg in examples:
-            for start, end, label in self._aligned_gold_spans(eg):
-                if label not in label_index:
-                    raise ValueError(self._unknown_label_message(eg, start, end, label))
-                if max_length is not None and end - start > max_length:
-                    self._report_gold(
-                        f"skipped: longer than max_span_length={max_length}",
-                        _describe(eg.predicted, start, end, label),
-                    )
-                else:
-                    cells.add((offset + start, end - start - 1, label_index[label]))
-            offset += len(eg.predicted)
-        return numpy.asarray(sorted(cells), dtype="int64").reshape((-1, 3))
-
-    def _aligned_gold_spans(self, eg: Example) -> List[Tuple[int, int, str]]:
-        """The reference spans on the predicted tokens; reports what cannot be learned as given."""
-        reference = []
-        for span in eg.reference.spans.get(self.key, []):
-            if len(span) == 0:
-                self._report_gold("skipped: zero-length", _describe(eg.reference, span.start, span.end, span.label_))
-            else:
-                reference.append(span)
-        try:
-            aligned = eg.get_aligned_spans_y2x(reference, allow_overlap=True)
-        except ValueError as error:
-            raise ValueError(
-                f"[{self.name}] The predicted and reference docs of an example have different "
-                f"texts ({_preview(eg.predicted.text)} vs {_preview(eg.reference.text)}), so "
-                "their gold spans cannot be placed. Build each Example from two docs of the "
-                "same text."
-            ) from error
-        if len(aligned) < len(reference):
-            aligned_keys = {(s.start_char, s.end_char, s.label_) for s in aligned}
-            for span in reference:
-                if (span.start_char, span.end_char, span.label_) not in aligned_keys:
-                    self._report_gold(
-                        "skipped: misaligned with the predicted tokens",
-                        _describe(eg.reference, span.start, span.end, span.label_),
-                    )
-        spans = [(span.start, span.end, span.label_) for span in aligned]
-        self._report_duplicates_and_crossings(eg.predicted, spans)
-        return spans
-
-    def _report_duplicates_and_crossings(self, doc: Doc, spans: List[Tuple[int, int, str]]) -> None:
-        # Both are learnable (each cell is scored on its own), but usually mean
-        # an annotation error, so they are reported, not dropped.
-        seen = set()
-        for span in spans:
-            if span in seen:
-                self._report_gold("kept once: duplicate", _describe(doc, *span))
-            seen.add(span)
-        ordered = sorted({(start, end) for start, end, _ in spans})
-        for i, (start, end) in enumerate(ordered):
-            for other_start, other_end in ordered[i + 1 :]:
-                if other_start >= end:
-                    break
-                if other_end > end and other_start > start:
-                    self._report_gold(
-                        "kept: crossing another gold span",
-                        f"{_describe(doc, start, end, '')} and [{other_start}:{other_end}]",
-                    )
-
-    def _report_gold(self, problem: str, what: str) -> None:
-        """Count a gold-span problem; warn at the 1st, 10th, 100th, ... one of each kind."""
-        self.gold_span_problems[problem] += 1
-        count = self.gold_span_problems[problem]
-        if count == 10 ** int(math.log10(count)):
-            warnings.warn(
-                f"[{self.name}] {count} gold span(s) so far {problem}; latest: {what}. "
-                f"Training continues; the counts are in "
-                f"nlp.get_pipe({self.name!r}).gold_span_problems.",
-                stacklevel=3,
-            )
-
-    def _unknown_label_message(self, eg: Example, start: int, end: int, label: str) -> str:
-        return (
-            f"[{self.name}] Gold {_describe(eg.predicted, start, end, label)} has label "
-            f"{label!r}, which the component was not initialized with (labels: "
-            f"{list(self.labels)}). Initialize with data that contains it (or list it in "
-            f"[initialize.components.{self.name}.labels]), or remove it from the data."
-        )
 
     def initialize(
         self,

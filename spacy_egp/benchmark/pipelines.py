@@ -39,7 +39,9 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     if name == "egp":
         components[EGP_COMPONENT] = egp
     elif name == "gp":
-        egp["model"]["@architectures"] = "spacy_egp.GlobalPointer.v1"
+        # GP has no label term, hence no span prior; everything else as in the template
+        egp["model"]["@architectures"] = "spacy_egp.GlobalPointer.v2"
+        egp["model"].pop("span_prior", None)
         components[EGP_COMPONENT] = egp
     elif name == "spancat":
         components[name] = _spancat(tok2vec, ngram_max)
