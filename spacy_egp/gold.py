@@ -81,14 +81,15 @@ class GoldProblems(Counter):
     span, so a large corpus with a systematic problem is not a wall of warnings.
     """
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, *, warn: bool = True) -> None:
         super().__init__()
         self.owner = owner
+        self.warn = warn
 
     def report(self, problem: str, what: str) -> None:
         self[problem] += 1
         count = self[problem]
-        if count == 10 ** int(math.log10(count)):
+        if self.warn and count == 10 ** int(math.log10(count)):
             warnings.warn(
                 f"[{self.owner}] {count} gold span(s) so far {problem}; latest: {what}. "
                 f"Training continues; the counts are in "
@@ -150,12 +151,15 @@ def gold_cells(
     labels: Sequence[str],
     max_span_length: Optional[int],
     problems: GoldProblems,
+    *,
+    skip_unknown_labels: bool = False,
 ) -> numpy.ndarray:
     """The band cells (t, w, label) of the examples' aligned gold spans, each once, (P, 3) int64.
 
     t counts tokens over the examples' predicted docs concatenated, in order,
     as the band does. A span longer than max_span_length has no cell: it is
-    skipped and reported. An unknown label is an error.
+    skipped and reported. An unknown label is an error for training; scoring
+    (skip_unknown_labels) leaves such a span without a cell, a sure miss.
     """
     cells = set()
     label_index = {label: i for i, label in enumerate(labels)}
@@ -163,6 +167,8 @@ def gold_cells(
     for eg in examples:
         for start, end, label in aligned_gold_spans(eg, spans_key, problems):
             if label not in label_index:
+                if skip_unknown_labels:
+                    continue
                 raise ValueError(_unknown_label_message(problems.owner, eg, start, end, label, labels))
             if max_span_length is not None and end - start > max_span_length:
                 problems.report(
@@ -259,7 +265,7 @@ def _docs_cells(band, starts, lengths, first, last, thresholds, caps) -> Tuple[T
     found = _nonzero_cells(band[begin:end], thresholds, begin)
     doc_of = numpy.searchsorted(starts[first:last], found[0], side="right") - 1 + first
     counts = numpy.bincount(doc_of - first, minlength=last - first)
-    over = [first + i for i in numpy.flatnonzero(counts > caps[first:last])]
+    over = [first + int(i) for i in numpy.flatnonzero(counts > caps[first:last])]
     if over:
         keep = numpy.ones(len(found[0]), bool)
         for doc in over:

@@ -1,9 +1,9 @@
-"""Tune the per-label logit thresholds of an efficient_globalpointer component on dev data.
+"""Tune the per-label probability thresholds of an efficient_globalpointer component on dev data.
 
 Command line::
 
     python -m spacy_egp.tune MODEL DEV_DATA --output OUT_MODEL [--spans-key KEY]
-        [--component NAME] [--gpu-id -1] [--grid=-2:2:0.25 | --grid=-1,-0.5,0,0.5] [--batch-size 64]
+        [--component NAME] [--gpu-id -1] [--grid=0.1:0.9:0.05 | --grid=0.2,0.35,0.5] [--batch-size 64]
 
 MODEL is a pipeline folder (or installed package); DEV_DATA a ``.spacy`` file with
 gold spans in ``doc.spans[KEY]`` (KEY: the component's ``spans_key`` unless given).
@@ -14,6 +14,9 @@ with the best dev F1 is then chosen, from the exact candidate scores (midway
 between two neighbouring scores) or from ``--grid``; among equally good
 thresholds the one closest to the current threshold wins, so an already optimal
 threshold stays. A label with no gold span in the dev data keeps its threshold.
+Thresholds are probabilities, as the component's; the search itself runs on
+the logits, with the component's rule (a cell is kept when its logit is >= the
+threshold's logit), so the dev counts are exactly those of the pipeline.
 The thresholds go into the component's ``cfg["thresholds"]`` and into the
 pipeline config, and the pipeline is saved to OUT_MODEL, so that
 ``spacy.load(OUT_MODEL)`` predicts with them. A per-label table of old and new
@@ -30,7 +33,7 @@ BEFORE.json and AFTER.json are metrics of ``python -m spacy_egp.evaluate``.
 """
 
 import argparse
-import hashlib
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -43,12 +46,14 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .pipeline import EfficientGlobalPointer
+from .datasets import file_sha256
+from .gold import GoldProblems, gold_cells as gold_band_cells
+from .pipeline import EfficientGlobalPointer, probability_to_logit
 
 FACTORY = "efficient_globalpointer"
-# The lowest logit searched unless a threshold or the grid is lower: a probability
-# of 0.7%, far below any useful threshold, yet it keeps few cells of the band.
-DEFAULT_FLOOR = -5.0
+# The lowest probability searched unless a threshold or the grid is lower (logit
+# -5): far below any useful threshold, yet it keeps few cells of the band.
+DEFAULT_FLOOR = 0.0067
 # How far above the highest candidate score "predict nothing" puts a threshold.
 ABOVE_ALL_MARGIN = 1.0
 
@@ -106,23 +111,17 @@ def micro_f1(results: Iterable[LabelTuning], after: bool) -> float:
 # --------------------------------------------------------------------------
 
 
-def as_float32(value: float) -> float:
-    # set_annotations compares float32 logits with float32 thresholds: searching
-    # in the same precision makes the dev counts exactly those of the pipeline.
-    return float(numpy.float32(value))
-
-
 def counts_at(scores: numpy.ndarray, is_gold: numpy.ndarray, threshold: float) -> Tuple[int, int]:
-    """(true positives, predicted) when the cells above threshold are predicted."""
-    above = scores > numpy.float32(threshold)
+    """(true positives, predicted) when the cells at or above a logit threshold are predicted."""
+    above = scores >= numpy.float64(threshold)
     return int(numpy.count_nonzero(is_gold & above)), int(numpy.count_nonzero(above))
 
 
 def score_levels(cands: Candidates, floor: float) -> Tuple[numpy.ndarray, ...]:
-    """Every distinct prediction set as an interval [lo, hi) of thresholds, with its counts.
+    """Every distinct prediction set as an interval (lo, hi] of logit thresholds, with its counts.
 
     Interval k keeps the k highest distinct scores: k = 0 predicts nothing
-    ([highest score, inf)), the last one everything above the floor.
+    ((highest score, inf]), the last one everything above the floor.
     RETURNS (Tuple[numpy.ndarray, ...]): lo, hi, true positives, predicted.
     """
     order = numpy.argsort(-cands.scores, kind="stable")
@@ -138,15 +137,16 @@ def score_levels(cands: Candidates, floor: float) -> Tuple[numpy.ndarray, ...]:
 
 
 def representative(lo: float, hi: float, current: float) -> float:
-    """A threshold inside [lo, hi): the current one if it is there, else the middle."""
-    if lo <= current < hi:
+    """A logit threshold inside (lo, hi]: the current one if it is there, else the middle.
+
+    The middle is taken in float64, which lies strictly between any two
+    distinct float32 scores, so no score sits on a chosen threshold.
+    """
+    if lo < current <= hi:
         return current
     if not numpy.isfinite(hi):
-        return as_float32(lo + ABOVE_ALL_MARGIN)
-    middle = as_float32((lo + hi) / 2)
-    # Neighbouring float32 scores have no float32 between them; lo itself
-    # (a score, compared with ">") still predicts exactly the cells >= hi.
-    return middle if lo <= middle < hi else as_float32(lo)
+        return lo + ABOVE_ALL_MARGIN
+    return (lo + hi) / 2
 
 
 def closest_best(f1s: numpy.ndarray, threshold_of: Callable[[int], float], current: float) -> Tuple[int, float]:
@@ -168,7 +168,7 @@ def search_exact(cands: Candidates, current: float, floor: float) -> Tuple[float
 
 def search_grid(cands: Candidates, current: float, grid: Sequence[float]) -> Tuple[float, int, int]:
     """The best threshold of the grid. RETURNS threshold, TP, predicted."""
-    thresholds = [as_float32(value) for value in grid]
+    thresholds = [float(value) for value in grid]
     counts = [counts_at(cands.scores, cands.is_gold, t) for t in thresholds]
     f1s = numpy.asarray([f1_score(tp, pred, cands.n_gold) for tp, pred in counts])
     k, threshold = closest_best(f1s, lambda i: thresholds[i], current)
@@ -222,37 +222,20 @@ def unique_gold(examples: Sequence[Example], spans_key: str) -> List[Set[Tuple[i
     return [{(s.start_char, s.end_char, s.label_) for s in eg.reference.spans[spans_key]} for eg in examples]
 
 
-def gold_cells(docs: Sequence[Doc], gold: Sequence[Set[Tuple[int, int, str]]], labels: Sequence[str],
-               n_widths: int) -> numpy.ndarray:
-    """The flat band indices ((t * W) + w) * K + k of the gold spans that have a cell.
-
-    Gold spans are placed on the predicted tokens by characters; one that is not
-    on token boundaries, too long for the band or of an unknown label has no
-    cell and stays a miss.
-    """
-    label_index = {label: k for k, label in enumerate(labels)}
-    flat, offset = [], 0
-    for doc, spans in zip(docs, gold):
-        for start_char, end_char, label in spans:
-            span = doc.char_span(start_char, end_char)
-            if label in label_index and span is not None and 0 < len(span) <= n_widths:
-                cell = (offset + span.start) * n_widths + len(span) - 1
-                flat.append(cell * len(labels) + label_index[label])
-        offset += len(doc)
-    return numpy.asarray(flat, dtype="int64")
-
-
-def batch_candidates(nlp: Language, name: str, examples: Sequence[Example],
-                     gold: Sequence[Set[Tuple[int, int, str]]], floor: float) -> Tuple[numpy.ndarray, ...]:
-    """One batch's cells above the floor: label index, logit, is gold."""
+def batch_candidates(nlp: Language, name: str, examples: Sequence[Example], spans_key: str,
+                     floor: float) -> Tuple[numpy.ndarray, ...]:
+    """One batch's cells above the floor (a logit): label index, logit, is gold."""
     pipe = nlp.get_pipe(name)
     docs = run_upstream(nlp, name, [eg.predicted for eg in examples])
     band = pipe.model.ops.to_numpy(pipe.predict(docs).dataXd)
     n_tokens, n_widths, n_labels = band.shape
     # Cell (t, w, k) is the span of tokens t .. t + w with label k (as set_annotations reads it).
-    token, width, label = numpy.nonzero(band > numpy.float32(floor))
+    token, width, label = numpy.nonzero(band > floor)
     flat = (token.astype("int64") * n_widths + width) * n_labels + label
-    is_gold = numpy.isin(flat, gold_cells(docs, gold, pipe.labels, n_widths))
+    # The component's own mapping; gold spans without a cell (misaligned, too long, unknown label) stay misses.
+    cells = gold_band_cells(examples, spans_key, pipe.labels, pipe.max_span_length,
+                            GoldProblems(name, warn=False), skip_unknown_labels=True)
+    is_gold = numpy.isin(flat, (cells[:, 0] * n_widths + cells[:, 1]) * n_labels + cells[:, 2])
     return label, band[token, width, label].astype("float32"), is_gold
 
 
@@ -265,7 +248,7 @@ def collect_candidates(nlp: Language, name: str, examples: Sequence[Example], sp
     labels = nlp.get_pipe(name).labels
     gold = unique_gold(examples, spans_key)
     parts = [
-        batch_candidates(nlp, name, examples[i : i + batch_size], gold[i : i + batch_size], floor)
+        batch_candidates(nlp, name, examples[i : i + batch_size], spans_key, floor)
         for i in range(0, len(examples), batch_size)
     ]
     label = numpy.concatenate([p[0] for p in parts] or [numpy.zeros(0, int)])
@@ -284,12 +267,33 @@ def collect_candidates(nlp: Language, name: str, examples: Sequence[Example], sp
 # --------------------------------------------------------------------------
 
 
+def as_probabilities(result: LabelTuning, known: Dict[float, float]) -> LabelTuning:
+    """A label's outcome with its logit thresholds as probabilities.
+
+    known: logit -> probability of the thresholds given as probabilities (the
+    current ones, the grid), which come back exactly as they were given.
+    """
+    result.old = known.get(result.old, result.old)
+    result.new = known[result.new] if result.new in known else logit_to_probability(result.new)
+    return result
+
+
+def logit_to_probability(logit: float) -> float:
+    """The sigmoid in float64, so that the component maps it back to (almost exactly) this logit."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    return math.exp(logit) / (1.0 + math.exp(logit))
+
+
 def search_floor(pipe: EfficientGlobalPointer, grid: Optional[Sequence[float]], floor: Optional[float]) -> float:
-    # The current thresholds must be above the floor, or the "before" counts
-    # would miss cells; so must every threshold that can be chosen.
-    lowest = [float(pipe.label_thresholds().min())] if pipe.labels else []
+    """The logit below which no cell is collected: under the floor, every grid point and current threshold.
+
+    The current thresholds must be above it, or the "before" counts would miss
+    cells; so must every threshold that can be chosen.
+    """
+    lowest = [float(pipe.logit_thresholds().min())] if pipe.labels else []
     base = floor if floor is not None else (min(grid) if grid else DEFAULT_FLOOR)
-    return as_float32(min([base] + lowest))
+    return float(numpy.nextafter(min([probability_to_logit(base)] + lowest), -numpy.inf))
 
 
 def apply_thresholds(nlp: Language, name: str, thresholds: Dict[str, float]) -> None:
@@ -317,7 +321,7 @@ def tune_thresholds(
     apply: bool = True,
     report: Optional[Dict[str, LabelTuning]] = None,
 ) -> Dict[str, float]:
-    """Choose each label's logit threshold for the best F1 on the examples (dev data).
+    """Choose each label's probability threshold for the best F1 on the examples (dev data).
 
     nlp (Language): The pipeline; only the components up to the tuned one run.
     examples (Sequence[Example]): Dev examples; predicted docs fresh from
@@ -325,10 +329,10 @@ def tune_thresholds(
         (examples without that key are skipped, as spaCy's scorer does).
     component (Optional[str]): The efficient_globalpointer to tune; default the first.
     spans_key (Optional[str]): The gold key; default the component's spans_key.
-    grid (Optional[Sequence[float]]): Thresholds to choose from; default: the
-        exact search over all candidate scores.
-    floor (Optional[float]): Cells at or below this logit are not collected and
-        no lower threshold is chosen (always lowered to the current thresholds).
+    grid (Optional[Sequence[float]]): Probability thresholds to choose from;
+        default: the exact search over all candidate scores.
+    floor (Optional[float]): A probability: cells below it are not collected
+        and no lower threshold is chosen (always lowered to the current thresholds).
     batch_size (int): Docs per predict call.
     apply (bool): Write the thresholds into the component and the pipeline config.
     report (Optional[Dict[str, LabelTuning]]): If given, receives each label's
@@ -343,11 +347,15 @@ def tune_thresholds(
                         "Pass spans_key with the key of the gold spans.")
     floor = search_floor(pipe, grid, floor)
     candidates = collect_candidates(nlp, name, examples, spans_key, floor, batch_size)
-    current = dict(zip(pipe.labels, pipe.label_thresholds().tolist()))
+    current = dict(zip(pipe.labels, pipe.logit_thresholds().tolist()))
+    grid_logits = [probability_to_logit(p) for p in grid] if grid else None
+    known = dict(zip(grid_logits or [], grid or []))
     results = {}
     for label, cands in candidates.items():
         if label in current:
-            results[label] = tune_label(label, cands, current[label], floor, grid)
+            known_here = {**known, current[label]: pipe.label_thresholds()[label]}
+            results[label] = as_probabilities(tune_label(label, cands, current[label], floor, grid_logits),
+                                              known_here)
         else:
             results[label] = LabelTuning(label, None, None, cands.n_gold,
                                          note="not a label of the component: every span missed")
@@ -404,7 +412,7 @@ def format_table(results: Dict[str, LabelTuning], spans_key: str) -> str:
     width = max([len(label) for label in results] + [len("micro avg")])
     head = f"{'label':<{width}}  {'old thr':>8}  {'new thr':>8}  {'F before':>8}  {'F after':>8}  {'gold':>6}"
     rule = "-" * len(head)
-    lines = [f"dev thresholds (logits) and span F1 (%), doc.spans[{spans_key!r}]:", head, rule]
+    lines = [f"dev thresholds (probabilities) and span F1 (%), doc.spans[{spans_key!r}]:", head, rule]
 
     def thr(value: Optional[float]) -> str:
         return f"{'-':>8}" if value is None else f"{value:8.3f}"
@@ -422,7 +430,7 @@ def format_table(results: Dict[str, LabelTuning], spans_key: str) -> str:
 
 
 def parse_grid(text: Optional[str]) -> Optional[List[float]]:
-    """'-2:2:0.5' (start:stop:step, stop included) or '-1,0,0.5'; None for the exact search."""
+    """Probabilities: '0.1:0.9:0.05' (start:stop:step, stop included) or '0.2,0.5'; None for the exact search."""
     if not text:
         return None
     try:
@@ -430,11 +438,15 @@ def parse_grid(text: Optional[str]) -> Optional[List[float]]:
             start, stop, step = (float(part) for part in text.split(":"))
             if step <= 0 or stop < start:
                 raise ValueError("step must be > 0 and stop >= start")
-            return [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
-        return sorted(float(part) for part in text.split(","))
+            grid = [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
+        else:
+            grid = sorted(float(part) for part in text.split(","))
+        if not all(0.0 <= value <= 1.0 for value in grid):
+            raise ValueError("thresholds are probabilities, between 0 and 1")
+        return grid
     except ValueError as error:
         raise TuneError(f"bad --grid {text!r} ({error}): write START:STOP:STEP or a comma-separated list, "
-                        "with '=' before a negative start: --grid=-2:2:0.25") from None
+                        "of probabilities: --grid=0.1:0.9:0.05") from None
 
 
 def tune_model(args: argparse.Namespace) -> None:
@@ -460,10 +472,6 @@ def tune_model(args: argparse.Namespace) -> None:
     print(f"saved to {args.output}: [components.{name}] thresholds = {pipe.cfg['thresholds']}")
 
 
-def sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def shared_texts(tuning_data: str, test_data: str) -> Tuple[int, int]:
     """(test docs whose text is also in the tuning data, test docs)."""
     from spacy.tokens import DocBin
@@ -476,9 +484,9 @@ def shared_texts(tuning_data: str, test_data: str) -> Tuple[int, int]:
 
 def leakage_warning(tuning_data: str, test_data: str) -> Optional[str]:
     """A warning when the test data are (partly) the data the thresholds were tuned on."""
-    if sha256(tuning_data) == sha256(test_data):
+    if file_sha256(tuning_data) == file_sha256(test_data):
         return (f"WARNING: the tuning data {tuning_data} and the test data {test_data} are the same "
-                f"(sha256 {sha256(test_data)[:16]}...): the thresholds were tuned on this test set, so the "
+                f"(sha256 {file_sha256(test_data)[:16]}...): the thresholds were tuned on this test set, so the "
                 "'after' score is optimistic, not a held-out test score. (CLUENER's test split is its dev "
                 "set: SPLITS.md.)")
     shared, total = shared_texts(tuning_data, test_data)
@@ -519,7 +527,7 @@ def tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--component", "-c", default=None, help=f"component name (default: the first {FACTORY})")
     parser.add_argument("--gpu-id", "-g", type=int, default=-1)
     parser.add_argument("--grid", default=None,
-                        help="thresholds to choose from: --grid=START:STOP:STEP or --grid=-1,0,0.5 "
+                        help="probability thresholds to choose from: --grid=START:STOP:STEP or --grid=0.2,0.35,0.5 "
                              "(default: exact search over all candidate scores)")
     parser.add_argument("--batch-size", type=int, default=64, help="docs per predict call")
     return parser

@@ -37,9 +37,14 @@ def spans_of(doc, key="sc"):
     return [(s.start, s.end, s.label_, s.text) for s in doc.spans[key]]
 
 
-def small_pipeline(architecture="spacy_egp.EfficientGlobalPointer.v1", lang="en", **cfg):
+MODEL_SETTINGS = ("max_span_length", "span_prior")
+
+
+def small_pipeline(architecture="spacy_egp.EfficientGlobalPointer.v2", lang="en", **cfg):
+    """A pipeline with a small tok2vec; max_span_length and span_prior go to the model, the rest to the component."""
     nlp = spacy.blank(lang)
     model = {"@architectures": architecture, "head_size": 16, "tok2vec": SMALL_TOK2VEC}
+    model.update({key: cfg.pop(key) for key in MODEL_SETTINGS if key in cfg})
     nlp.add_pipe("efficient_globalpointer", config={"model": model, **cfg})
     return nlp
 
@@ -97,7 +102,7 @@ def test_threshold_and_per_label_thresholds_filter_cells(trained_nested):
     pipe = nlp.get_pipe("efficient_globalpointer")
     text = "the big red dog of the small blue cat"
     every = spans_of(nlp(text))
-    pipe.cfg["thresholds"] = {"COLOR": 1e6}
+    pipe.cfg["thresholds"] = {"COLOR": 1.0}
     try:
         without_colors = spans_of(nlp(text))
     finally:
@@ -209,15 +214,18 @@ def test_very_long_doc_predicts_with_a_linear_band(trained_nested):
     doc = Doc(nlp.vocab, words=words)
     pipe = nlp.get_pipe("efficient_globalpointer")
     scores = pipe.predict([doc])
-    assert scores.dataXd.shape == (20000, pipe.cfg["max_span_length"], len(pipe.labels))
+    assert scores.dataXd.shape == (20000, pipe.max_span_length, len(pipe.labels))
     pipe.set_annotations([doc], scores)
     assert len(doc.spans["sc"]) > 1000
     assert all(0 <= s.start < s.end <= len(doc) for s in doc.spans["sc"])
 
 
-@pytest.mark.parametrize("architecture", ["spacy_egp.EfficientGlobalPointer.v1", "spacy_egp.GlobalPointer.v1"])
+@pytest.mark.parametrize("architecture", [
+    "spacy_egp.EfficientGlobalPointer.v2", "spacy_egp.GlobalPointer.v2",
+    "spacy_egp.EfficientGlobalPointer.v1", "spacy_egp.GlobalPointer.v1",
+])
 def test_serialization_round_trips(tmp_path, architecture):
-    nlp = small_pipeline(architecture, spans_key="ents2", threshold=-0.5)
+    nlp = small_pipeline(architecture, spans_key="ents2", threshold=0.4)
     examples = nested_examples(nlp, 30)
     for eg in examples:
         eg.reference.spans["ents2"] = eg.reference.spans.pop("sc")
@@ -233,7 +241,7 @@ def test_serialization_round_trips(tmp_path, architecture):
 
     nlp.to_disk(tmp_path / "pipeline")
     same_scores(spacy.load(tmp_path / "pipeline"))
-    fresh = small_pipeline(architecture, spans_key="ents2", threshold=-0.5)
+    fresh = small_pipeline(architecture, spans_key="ents2", threshold=0.4)
     same_scores(fresh.from_bytes(nlp.to_bytes()))
     same_scores(pickle.loads(pickle.dumps(nlp)))
     reloaded = spacy.load(tmp_path / "pipeline")
@@ -243,12 +251,19 @@ def test_serialization_round_trips(tmp_path, architecture):
 @pytest.mark.parametrize("bad", [
     {"threshold": float("nan")},
     {"threshold": float("inf")},
+    {"threshold": -0.5},
+    {"threshold": 1.5},
     {"max_span_length": 0},
     {"max_span_length": -3},
+    {"span_prior": 0.0},
+    {"span_prior": 1.0},
+    {"max_spans_per_token": 0},
+    {"max_spans_per_token": float("nan")},
     {"thresholds": {"A": float("-inf")}},
+    {"thresholds": {"A": 2.0}},
 ])
 def test_bad_config_values_fail_clearly(bad):
-    with pytest.raises(ValueError, match="threshold|max_span_length"):
+    with pytest.raises(ValueError, match="threshold|max_span_length|span_prior|max_spans_per_token"):
         small_pipeline(**bad)
 
 

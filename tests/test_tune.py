@@ -26,16 +26,18 @@ SpanKey = Tuple[int, int, int, str]  # (doc, start, end, label)
 
 
 def brute_force_f1(logits: Dict[SpanKey, float], gold: Set[SpanKey], label: str, threshold: float) -> float:
-    """F1 of one label when every span above the threshold is predicted, by plain counting."""
-    predicted = {key for key, x in logits.items() if key[3] == label and x > numpy.float32(threshold)}
+    """F1 of one label when every span of probability >= the threshold is predicted, by plain counting."""
+    probability = {key: 1 / (1 + numpy.exp(-numpy.float64(numpy.float32(x)))) for key, x in logits.items()}
+    predicted = {key for key, p in probability.items() if key[3] == label and p >= threshold}
     n_gold = sum(1 for key in gold if key[3] == label)
     tp = len(predicted & gold)
     return 2 * tp / (len(predicted) + n_gold) if predicted or n_gold else 0.0
 
 
 def brute_force_best(logits: Dict[SpanKey, float], gold: Set[SpanKey], label: str, floor: float) -> float:
-    # Every set "logit > t" is reached with t = the floor or one of the logits.
-    candidates = [floor] + [x for key, x in logits.items() if key[3] == label]
+    # Every set "probability >= t" is reached with t = the floor or one of the probabilities.
+    candidates = [floor] + [1 / (1 + numpy.exp(-numpy.float64(numpy.float32(x))))
+                            for key, x in logits.items() if key[3] == label]
     return max(brute_force_f1(logits, gold, label, t) for t in candidates)
 
 
@@ -104,13 +106,13 @@ def test_tuned_thresholds_reach_the_brute_force_optimum_per_label():
     report: Dict[str, LabelTuning] = {}
     thresholds = tune_thresholds(nlp, examples, batch_size=5, report=report)
     for label in ("A", "B"):
-        best = brute_force_best(logits, gold, label, floor=-5.0)
+        best = brute_force_best(logits, gold, label, floor=0.0067)
         assert report[label].f1_after == pytest.approx(best)
         assert brute_force_f1(logits, gold, label, thresholds[label]) == pytest.approx(best)
-        assert report[label].f1_before == pytest.approx(brute_force_f1(logits, gold, label, 0.0))
+        assert report[label].f1_before == pytest.approx(brute_force_f1(logits, gold, label, 0.5))
         assert report[label].n_gold == sum(1 for key in gold if key[3] == label)
     assert any(report[label].f1_after > report[label].f1_before for label in ("A", "B")), "nothing to tune"
-    assert thresholds["C"] == 0.0 and "no gold" in report["C"].note
+    assert thresholds["C"] == 0.5 and "no gold" in report["C"].note
     # The pipeline now predicts with them, and spaCy's scorer agrees with the report.
     scores = nlp.evaluate([Example(nlp.make_doc(eg.reference.text), eg.reference) for eg in examples])
     assert scores["spans_sc_f"] == pytest.approx(micro_f1(report.values(), after=True))
@@ -120,7 +122,7 @@ def test_tuned_thresholds_reach_the_brute_force_optimum_per_label():
 
 def test_grid_search_reaches_the_best_grid_threshold():
     nlp, examples, logits, gold = synthetic_pipeline()
-    grid = [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
+    grid = [0.12, 0.27, 0.38, 0.5, 0.62, 0.73, 0.88]
     thresholds = tune_thresholds(nlp, examples, grid=grid, apply=False)
     for label in ("A", "B"):
         assert thresholds[label] in grid
@@ -144,7 +146,7 @@ def test_neighbouring_float32_scores_get_an_exact_threshold():
     cands = Candidates(numpy.asarray([high, low], "float32"), numpy.asarray([1, 0], bool), n_gold=1)
     result = tune_label("X", cands, 0.0, floor=-5.0)
     assert (result.tp_after, result.pred_after) == (1, 1)
-    assert numpy.float32(low) <= numpy.float32(result.new) < high
+    assert low < result.new <= high  # a float64 logit between the two float32 scores
 
 
 # --------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def implied_spans(nlp, texts: List[str], thresholds: numpy.ndarray) -> Set[Tuple
     band = pipe.model.ops.to_numpy(pipe.predict(docs).dataXd)
     spans, offset = set(), 0
     for d, doc in enumerate(docs):
-        for t, w, k in numpy.argwhere(band[offset : offset + len(doc)] > thresholds).tolist():
+        for t, w, k in numpy.argwhere(band[offset : offset + len(doc)] >= thresholds).tolist():
             spans.add((d, t, t + w + 1, pipe.labels[k]))
         offset += len(doc)
     return spans
@@ -200,11 +202,12 @@ def test_cli_tunes_on_dev_and_spacy_load_uses_the_thresholds(cluener_tuned, caps
     nlp = spacy.load(tmp / "tuned")
     pipe = nlp.get_pipe("efficient_globalpointer")
     tuned = pipe.cfg["thresholds"]
-    assert set(tuned) <= set(pipe.labels) and any(value != 0.0 for value in tuned.values())
+    assert set(tuned) <= set(pipe.labels) and any(value != 0.5 for value in tuned.values())
+    assert all(0.0 <= value <= 1.0 for value in tuned.values())
     config = spacy.util.load_config(tmp / "tuned" / "config.cfg")
     assert config["components"]["efficient_globalpointer"]["thresholds"] == pytest.approx(tuned)
     # The saved cfg file is read after the component is built, so it wins over a config override.
-    override = {"components": {"efficient_globalpointer": {"thresholds": {pipe.labels[0]: 5.0}}}}
+    override = {"components": {"efficient_globalpointer": {"thresholds": {pipe.labels[0]: 0.99}}}}
     overridden = spacy.load(tmp / "tuned", config=override)
     assert overridden.get_pipe("efficient_globalpointer").cfg["thresholds"] == tuned
 
@@ -217,8 +220,8 @@ def test_cli_tunes_on_dev_and_spacy_load_uses_the_thresholds(cluener_tuned, caps
 
     texts = [doc.text for doc in DocBin().from_disk(dev_path).get_docs(nlp.vocab)][:40]
     predicted = {(d, s.start, s.end, s.label_) for d, doc in enumerate(nlp.pipe(texts)) for s in doc.spans["sc"]}
-    assert predicted == implied_spans(nlp, texts, pipe.label_thresholds())
-    assert predicted != implied_spans(nlp, texts, numpy.zeros(len(pipe.labels), "float32"))
+    assert predicted == implied_spans(nlp, texts, pipe.logit_thresholds())
+    assert predicted != implied_spans(nlp, texts, numpy.zeros(len(pipe.labels)))
 
 
 # --------------------------------------------------------------------------
@@ -276,6 +279,9 @@ def test_error_for_a_bad_grid(tiny_model, capsys):
     code, err = run_main([tiny_model / "model", tiny_model / "dev.spacy", "-o", tiny_model / "out",
                           "--grid=1:0:0.5"], capsys)
     assert code == 1 and "START:STOP:STEP" in err
+    code, err = run_main([tiny_model / "model", tiny_model / "dev.spacy", "-o", tiny_model / "out",
+                          "--grid=-2:2:0.5"], capsys)
+    assert code == 1 and "probabilities" in err
 
 
 def test_compare_warns_when_the_test_data_are_the_tuning_data(tiny_model, tmp_path, capsys):

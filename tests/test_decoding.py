@@ -1,0 +1,222 @@
+"""Decoding: probability thresholds, the span cap, the span prior, one max_span_length, predict = update."""
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+
+import spacy_egp.gold as gold
+from conftest import nested_examples, train
+from thinc.api import NumpyOps
+
+from spacy_egp.gold import cells_above
+from spacy_egp.heads import band_mask
+from spacy_egp.pipeline import probability_to_logit
+from test_component import SMALL_TOK2VEC, small_pipeline
+
+PIPE = "efficient_globalpointer"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 80, seed=3)
+    train(nlp, examples, n_epochs=8)
+    return nlp, examples
+
+
+def spans_with_scores(doc, key="sc"):
+    return [(s.start, s.end, s.label_, float(p)) for s, p in zip(doc.spans[key], doc.spans[key].attrs["scores"])]
+
+
+@pytest.mark.parametrize("threshold", [0.02, 0.3, 0.5, 0.77, 0.97])
+def test_every_span_scores_at_least_its_threshold(trained, threshold):
+    nlp, examples = trained
+    pipe = nlp.get_pipe(PIPE)
+    pipe.cfg["threshold"] = threshold
+    pipe.cfg["thresholds"] = {"COLOR": 0.9}
+    try:
+        docs = list(nlp.pipe(eg.predicted.text for eg in examples[:20]))
+    finally:
+        pipe.cfg["threshold"], pipe.cfg["thresholds"] = 0.5, {}
+    found = [span for doc in docs for span in spans_with_scores(doc)]
+    assert found
+    for _, _, label, score in found:
+        assert score >= numpy.float32(0.9 if label == "COLOR" else threshold)
+
+
+def test_thresholds_are_probabilities_with_a_monotone_span_count(trained):
+    nlp, examples = trained
+    pipe = nlp.get_pipe(PIPE)
+    text = " ".join(eg.predicted.text for eg in examples[:5])
+    counts = []
+    for threshold in (0.0, 0.1, 0.5, 0.9, 1.0):
+        pipe.cfg["threshold"] = threshold
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            counts.append(len(nlp(text).spans["sc"]))
+    pipe.cfg["threshold"] = 0.5
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[2] > counts[-1] == 0
+    # at 0 every cell qualifies, so the cap decides: ceil(4.0 * tokens)
+    assert counts[0] == math.ceil(pipe.cfg["max_spans_per_token"] * len(nlp.make_doc(text)))
+
+
+def test_the_cap_keeps_the_highest_scores_and_warns(trained):
+    nlp, _ = trained
+    pipe = nlp.get_pipe(PIPE)
+    doc = nlp.make_doc("the big red dog of the small blue cat saw a tiny green fox")
+    band = pipe.predict([doc]).dataXd
+    pipe.cfg.update(threshold=0.0, max_spans_per_token=0.5)
+    try:
+        with pytest.warns(UserWarning, match=r"max_spans_per_token=0\.5"):
+            pipe.set_annotations([doc], pipe.predict([doc]))
+    finally:
+        pipe.cfg.update(threshold=0.5, max_spans_per_token=4.0)
+    cap = math.ceil(0.5 * len(doc))
+    labels = list(pipe.labels)
+    kept = {(s.start, s.end - s.start - 1, labels.index(s.label_)) for s in doc.spans["sc"]}
+    finite = numpy.isfinite(band)
+    expected_min = numpy.sort(band[finite])[-cap]
+    assert len(kept) == cap
+    assert min(band[t, w, k] for t, w, k in kept) >= expected_min
+
+
+def reference_cells(band, lengths, thresholds, caps, count=False):
+    """Doc by doc with argwhere and a full sort: the cells cells_above must return (or their count per doc)."""
+    out, start = [], 0
+    for n, cap in zip(lengths, caps):
+        cells = [(start + t, w, k) for t, w, k in numpy.argwhere(band[start : start + n] >= thresholds)]
+        if count:
+            out.append(len(cells))
+            start += n
+            continue
+        if len(cells) > cap:
+            cells = sorted(cells, key=lambda c: -band[c])[:cap]
+        out.extend(sorted(cells))
+        start += n
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1 << 21, 40, 7])
+def test_cells_above_matches_a_plain_reference(monkeypatch, chunk):
+    monkeypatch.setattr(gold, "DECODE_CHUNK_CELLS", chunk)
+    rng = numpy.random.default_rng(0)
+    lengths = numpy.asarray([5, 0, 30, 1, 12])
+    band = rng.normal(size=(lengths.sum(), 6, 3)).astype("float32")  # distinct values: no ties at the cap
+    band[~band_mask(NumpyOps(), lengths, 6)] = -numpy.inf  # as the heads leave cells outside their doc
+    thresholds = numpy.asarray([0.2, -0.5, 1.0])
+    caps = numpy.asarray([100, 0, 9, 2, 4])
+    cells = cells_above(band, lengths, thresholds, caps)
+    got = list(zip(cells.token.tolist(), cells.width.tolist(), cells.label.tolist()))
+    assert got == [tuple(int(x) for x in c) for c in reference_cells(band, lengths, thresholds, caps)]
+    numpy.testing.assert_array_equal(cells.logit, band[cells.token, cells.width, cells.label])
+    over = [d for d, n in enumerate(reference_cells(band, lengths, thresholds, [10**6] * 5, count=True)) if n > caps[d]]
+    assert cells.capped_docs == over and 2 in over
+
+
+def test_probability_to_logit_edges():
+    assert probability_to_logit(0.5) == 0.0
+    assert probability_to_logit(1.0) == numpy.inf
+    low = probability_to_logit(0.0)
+    assert numpy.isfinite(low) and -numpy.inf < low  # keeps every cell of a doc, never the -inf padding
+    assert probability_to_logit(0.01) == pytest.approx(math.log(0.01 / 0.99))
+
+
+def test_untrained_pipe_predicts_almost_nothing_with_the_span_prior():
+    nlp = small_pipeline()
+    examples = nested_examples(nlp, 30, seed=5)
+    nlp.initialize(lambda: examples)
+    docs = list(nlp.pipe(eg.predicted.text for eg in examples))
+    n_cells = sum(len(doc) * (len(doc) + 1) // 2 for doc in docs) * len(nlp.get_pipe(PIPE).labels)
+    assert sum(len(doc.spans["sc"]) for doc in docs) <= 0.001 * n_cells
+    band = nlp.get_pipe(PIPE).predict([eg.predicted for eg in examples]).dataXd
+    probabilities = 1 / (1 + numpy.exp(-band[numpy.isfinite(band)].astype("float64")))
+    assert 0.003 < numpy.median(probabilities) < 0.03
+    # without the prior, as in v1, about half of the cells are predicted
+    plain = small_pipeline(span_prior=None, max_spans_per_token=None)
+    plain.initialize(lambda: examples)
+    assert sum(len(doc.spans["sc"]) for doc in plain.pipe(eg.predicted.text for eg in examples)) > 0.1 * n_cells
+
+
+def test_max_span_length_has_one_source():
+    nlp = small_pipeline(max_span_length=3)
+    pipe = nlp.get_pipe(PIPE)
+    examples = nested_examples(nlp, 10)
+    nlp.initialize(lambda: examples)
+    assert pipe.max_span_length == pipe.model.get_ref("head").attrs["max_span_length"] == 3
+    assert "max_span_length" not in pipe.cfg
+    assert pipe.predict([examples[0].predicted]).dataXd.shape[1] == min(3, len(examples[0].predicted))
+    # a config of version 0.1 that names it on the component loads when it agrees, else fails clearly
+    legacy_model = {"@architectures": "spacy_egp.EfficientGlobalPointer.v1", "head_size": 16, "tok2vec": SMALL_TOK2VEC}
+    legacy_config = {"model": legacy_model, "max_span_length": 128}
+    spacy.blank("en").add_pipe(PIPE, config=legacy_config)
+    with pytest.raises(ValueError, match=r"max_span_length now lives on the\s+model"):
+        spacy.blank("en").add_pipe(PIPE, config={**legacy_config, "max_span_length": 20})
+
+
+def test_predict_and_update_score_the_same_band(trained):
+    nlp, examples = trained
+    pipe = nlp.get_pipe(PIPE)
+    docs = [eg.predicted for eg in examples[:6]]
+    predicted = pipe.predict(docs)
+    updated, _ = pipe.model.begin_update(docs)  # dropout is 0 outside nlp.update
+    numpy.testing.assert_allclose(updated.dataXd, predicted.dataXd, rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_array_equal(updated.lengths, predicted.lengths)
+
+
+def test_spacy_find_threshold_sweeps_below_one_half(trained, tmp_path):
+    nlp, examples = trained
+    nlp.to_disk(tmp_path / "model")
+    DocBin(docs=[eg.reference for eg in nested_examples(nlp, 30, seed=11)]).to_disk(tmp_path / "dev.spacy")
+    out = subprocess.run(
+        [sys.executable, "-m", "spacy", "find-threshold", str(tmp_path / "model"), str(tmp_path / "dev.spacy"),
+         PIPE, "threshold", "spans_sc_f", "--n_trials", "11"],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                rows[float(parts[0])] = float(parts[1])
+            except ValueError:
+                pass
+    assert {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.9, 1.0} <= set(rows)
+    assert rows[1.0] == 0.0 and rows[0.5] > 0.5
+    assert len({rows[t] for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)}) > 1, "thresholds below 0.5 change nothing"
+
+
+LONG_DOC_SCRIPT = """
+import resource, sys, warnings
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+nlp = spacy.blank("en")
+nlp.add_pipe("efficient_globalpointer", config={"threshold": 0.01})
+doc = nlp.make_doc("the big red dog")
+doc.spans["sc"] = [doc.char_span(4, 15, "ANIMAL"), doc.char_span(8, 11, "COLOR")]
+nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc)])
+words = ["the", "big", "red", "dog", "of", "the", "small", "cat", "we", "saw"] * 10000
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out = nlp(Doc(nlp.vocab, words=words))
+print(len(out.spans["sc"]), sum("max_spans_per_token" in str(w.message) for w in caught),
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_untrained_pipe_on_a_100k_token_doc_at_threshold_001_stays_under_15_gb():
+    """Default pipe, untrained, threshold 0.01 (at its span prior: ~half the cells qualify): the cap bounds memory."""
+    out = subprocess.run([sys.executable, "-c", LONG_DOC_SCRIPT], capture_output=True, text=True, check=True)
+    n_spans, n_warnings, peak = (int(x) for x in out.stdout.split())
+    assert n_spans <= 4 * 100_000 and n_warnings == 1
+    assert peak < 1.5e9, f"peak RSS {peak / 1e9:.2f} GB"
+    print(json.dumps({"spans": n_spans, "peak_rss_gb": round(peak / 1e9, 3)}))
