@@ -110,6 +110,7 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
         "threshold": 0.5,
         "thresholds": {},
         "max_spans_per_token": DEFAULT_MAX_SPANS_PER_TOKEN,
+        "head_lr_scale": 1.0,
         "max_span_length": None,
         "sparse_loss": False,
         "ents_mode": False,
@@ -127,6 +128,7 @@ def make_efficient_globalpointer(
     threshold: float,
     thresholds: Dict[str, float],
     max_spans_per_token: Optional[float],
+    head_lr_scale: float,
     max_span_length: Optional[int],
     sparse_loss: bool,
     ents_mode: bool,
@@ -146,6 +148,7 @@ def make_efficient_globalpointer(
         threshold=threshold,
         thresholds=thresholds,
         max_spans_per_token=max_spans_per_token,
+        head_lr_scale=head_lr_scale,
         sparse_loss=sparse_loss,
         ents_mode=ents_mode,
         scorer=scorer,
@@ -163,12 +166,12 @@ def _check_threshold(name: str, value: Any) -> float:
 
 
 def _check_max_spans_per_token(value: Any) -> Optional[float]:
-    if value is None:
-        return None
+    return None if value is None else _check_positive("max_spans_per_token", value, " (or null for no cap)")
+
+
+def _check_positive(name: str, value: Any, alternative: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(
-            f"max_spans_per_token must be a positive number (or null for no cap), got {value!r}."
-        )
+        raise ValueError(f"{name} must be a positive number{alternative}, got {value!r}.")
     return float(value)
 
 
@@ -246,6 +249,7 @@ class EfficientGlobalPointer(TrainablePipe):
         threshold: float = 0.5,
         thresholds: Optional[Dict[str, float]] = None,
         max_spans_per_token: Optional[float] = DEFAULT_MAX_SPANS_PER_TOKEN,
+        head_lr_scale: float = 1.0,
         sparse_loss: bool = False,
         ents_mode: bool = False,
         scorer: Optional[Callable] = spans_score,
@@ -265,6 +269,11 @@ class EfficientGlobalPointer(TrainablePipe):
         max_spans_per_token (Optional[float]): At most ceil(this * len(doc))
             spans per doc, the highest-scoring ones (a warning says when the
             cap bites); None: no cap. Bounds memory whatever the threshold.
+        head_lr_scale (float): The span head's parameters learn at the
+            optimizer's learning rate times this; the tok2vec (or the
+            transformer behind a listener) at the rate itself. Pretrained
+            encoders want a small rate (2e-5) and a freshly initialised head
+            a large one (1e-3): head_lr_scale = 50.
         sparse_loss (bool): Compute ZLPR from the gold cells' indices instead of
             a dense gold array (same loss, less memory on long docs).
         ents_mode (bool): Also write a non-overlapping selection of the spans
@@ -287,6 +296,7 @@ class EfficientGlobalPointer(TrainablePipe):
                 for label, value in (thresholds or {}).items()
             },
             "max_spans_per_token": _check_max_spans_per_token(max_spans_per_token),
+            "head_lr_scale": _check_positive("head_lr_scale", head_lr_scale),
             "sparse_loss": bool(sparse_loss),
             "ents_mode": bool(ents_mode),
         }
@@ -434,6 +444,22 @@ class EfficientGlobalPointer(TrainablePipe):
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Update the weights with their gradients: the head's at head_lr_scale times the learning rate.
+
+        Thinc's Model.finish_update, with the optimizer's lr_scale for the head.
+        """
+        head_ids = {node.id for node in self.model.get_ref("head").walk()}
+        for node in self.model.walk():
+            for shim in node.shims:
+                shim.finish_update(sgd)
+        for node in self.model.walk():
+            scale = self.cfg["head_lr_scale"] if node.id in head_ids else 1.0
+            for name in node.param_names:
+                if node.has_grad(name):
+                    param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name), lr_scale=scale)
+                    node.set_param(name, param)
 
     def get_loss(self, examples: Iterable[Example], scores: Ragged) -> Tuple[float, Ragged]:
         """ZLPR loss of the predicted band against the gold spans, and its gradient.

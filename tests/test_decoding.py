@@ -220,3 +220,25 @@ def test_untrained_pipe_on_a_100k_token_doc_at_threshold_001_stays_under_15_gb()
     assert n_spans <= 4 * 100_000 and n_warnings == 1
     assert peak < 1.5e9, f"peak RSS {peak / 1e9:.2f} GB"
     print(json.dumps({"spans": n_spans, "peak_rss_gb": round(peak / 1e9, 3)}))
+
+
+def test_head_lr_scale_scales_only_the_heads_steps():
+    """One SGD step: the head moves head_lr_scale times as far as with scale 1, the tok2vec as far."""
+    from thinc.api import SGD
+
+    steps = {}
+    for scale in (1.0, 10.0):
+        spacy.util.fix_random_seed(0)
+        nlp = small_pipeline(head_lr_scale=scale)
+        examples = nested_examples(nlp, 6)
+        nlp.initialize(lambda: examples)
+        pipe = nlp.get_pipe(PIPE)
+        head, tok2vec = pipe.model.get_ref("head"), pipe.model.get_ref("tok2vec")
+        layers = [next(node for node in model.walk() if node.has_param("W")) for model in (head, tok2vec)]
+        before = [layer.get_param("W").copy() for layer in layers]
+        pipe.update(examples, sgd=SGD(0.01))
+        after = [layer.get_param("W") for layer in layers]
+        steps[scale] = [after[i] - before[i] for i in range(2)]
+    numpy.testing.assert_allclose(steps[10.0][0], 10 * steps[1.0][0], rtol=1e-3, atol=2e-7)
+    numpy.testing.assert_allclose(steps[10.0][1], steps[1.0][1], rtol=1e-3, atol=2e-8)
+    assert numpy.abs(steps[1.0][0]).max() > 0 and numpy.abs(steps[1.0][1]).max() > 0
