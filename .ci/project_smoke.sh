@@ -40,11 +40,9 @@ cp "$REPO/project.yml" "$WORK/project/"
 cp -r "$REPO/configs" "$WORK/project/"
 cp "$REPO/assets/README.md" "$WORK/project/assets/"
 
-# `spacy package --build wheel` needs the `build` package in the environment that runs it.
-if ! "$PYTHON" -c 'import importlib.metadata as m; m.version("build")' >/dev/null 2>&1; then
-  step "pip install build (needed by spacy package --build wheel)"
-  quiet_pip "$PYTHON" -m pip install --quiet build
-fi
+# `spacy package --build wheel` needs `build`: the `project` extra that .ci/setup installs, as for a
+# user following README. Nothing is installed here into the calling environment.
+"$PYTHON" -c 'import build' || { echo "error: the package 'build' is missing: run bash .ci/setup" >&2; exit 1; }
 
 VARS=(--vars.dataset "$DATASET" --vars.lang "$LANG_CODE" --vars.max_docs "$MAX_DOCS"
       --vars.max_steps "$MAX_STEPS" --vars.eval_frequency 10 --vars.shared_data "$SHARED_DATA"
