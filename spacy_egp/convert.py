@@ -59,6 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from .datasets import DATASETS, Dataset
+from .gold import nesting
+
 FORMATS = ("cluener", "cmeee", "spans-jsonl", "bio")
 SCHEMES = ("bio", "iob1")
 # Languages written without spaces between words: tokens are joined without
@@ -440,24 +443,13 @@ class Stats:
 
 
 def nesting_counts(boundaries: Iterable[Tuple[int, int]]) -> Tuple[int, int, int]:
-    """(nested pairs, spans inside another, crossing pairs) over distinct (start, end), end exclusive."""
-    spans = sorted(set(boundaries))
-    nested = crossing = 0
-    inside = set()
-    for a_i, (a_start, a_end) in enumerate(spans):
-        for b_start, b_end in spans[a_i + 1:]:
-            if b_start >= a_end:
-                break
-            # a_start <= b_start < a_end
-            if b_end <= a_end:
-                nested += 1  # b inside a
-                inside.add((b_start, b_end))
-            elif b_start == a_start:
-                nested += 1  # a inside b (same start, b longer)
-                inside.add((a_start, a_end))
-            else:
-                crossing += 1
-    return nested, len(inside), crossing
+    """Count how distinct (start, end) boundaries (end exclusive) overlap.
+
+    boundaries (Iterable[Tuple[int, int]]): Span boundaries; repeats count once.
+    RETURNS (Tuple[int, int, int]): (nested pairs, spans inside another, crossing pairs).
+    """
+    found = nesting(boundaries)
+    return len(found.nested_pairs), len(found.inside), len(found.crossing_pairs)
 
 
 def make_nlp(lang: str):
@@ -621,65 +613,8 @@ def format_report(stats: Stats, *, fmt: str, spans_key: str, selection: str, lim
 
 
 # --------------------------------------------------------------------------
-# The datasets of ../shared/data/SPLITS.md
+# The datasets of ../shared/data/SPLITS.md (their table: spacy_egp.datasets)
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Split:
-    file: str  # file name in the dataset folder; "ARCHIVE.zip:MEMBER" for a zip member
-    select: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    lang: str
-    fmt: str
-    folder: str  # folder name under ../shared/data
-    splits: Dict[str, Split]
-    scheme: str = "bio"
-
-    def raw_files(self) -> Tuple[str, ...]:
-        return tuple(sorted({split.file.split(":")[0] for split in self.splits.values()}))
-
-
-DATASETS: Dict[str, Dataset] = {
-    "cluener": Dataset(
-        "cluener", "zh", "cluener", "cluener",
-        # The official test set has no labels: dev is both dev and test (SPLITS.md).
-        {"train": Split("train.json"), "dev": Split("dev.json"), "test": Split("dev.json")},
-    ),
-    "cmeee5k": Dataset(
-        "cmeee5k", "zh", "cmeee", "cmeee",
-        {
-            "train": Split("CMeEE_dev.json", "i % 5 in 2,3,4"),
-            "dev": Split("CMeEE_dev.json", "i % 5 == 1"),
-            "test": Split("CMeEE_dev.json", "i % 5 == 0"),
-        },
-    ),
-    "genia_small": Dataset(
-        "genia_small", "en", "spans-jsonl", "genia",
-        {
-            "train": Split("dev.jsonlines", "i % 10 != 0"),
-            "dev": Split("dev.jsonlines", "i % 10 == 0"),
-            "test": Split("test.jsonlines"),
-        },
-    ),
-    "msra": Dataset(
-        "msra", "zh", "bio", "msra",
-        {
-            "train": Split("peopledaily.zip:train.txt", "i % 10 != 0"),
-            "dev": Split("peopledaily.zip:train.txt", "i % 10 == 0"),
-            "test": Split("peopledaily.zip:dev.txt"),
-        },
-    ),
-    "conll2003": Dataset(
-        "conll2003", "en", "bio", "conll2003",
-        {"train": Split("eng.train"), "dev": Split("eng.testa"), "test": Split("eng.testb")},
-        scheme="iob1",
-    ),
-}
 
 
 def get_dataset(name: str) -> Dataset:

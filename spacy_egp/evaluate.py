@@ -1,15 +1,16 @@
-"""Evaluate a trained pipeline on a .spacy file and print a per-label P/R/F table.
+"""Print a per-label P/R/F table, with gold counts, from the metrics of ``spacy evaluate``.
 
 Command line::
 
-    python -m spacy_egp.evaluate MODEL DATA [--output metrics.json] [--spans-key sc]
-        [--gpu-id -1] [--gold-preproc]
+    python -m spacy evaluate MODEL DATA --output METRICS.json --spans-key sc [--gpu-id -1]
+    python -m spacy_egp.evaluate METRICS.json DATA [--spans-key sc]
 
-The scores are spaCy's own (``spacy.cli.evaluate.evaluate``, i.e. ``nlp.evaluate``
-with the component's scorer: exact-match spans, labelled, nesting allowed); the
-metrics JSON is the one ``spacy evaluate --output`` writes (``spans_KEY_p/r/f``,
-``spans_KEY_per_type``, ``speed``) plus ``spans_KEY_support`` (gold spans per
-label) and ``n_docs``. The table adds each label's number of gold spans.
+The scores are spaCy's own: ``spacy evaluate`` runs ``nlp.evaluate``, i.e. the
+component's scorer (exact-match spans, labelled, nesting allowed), and writes
+``spans_KEY_p/r/f``, ``spans_KEY_per_type`` and ``speed`` to METRICS.json.
+This module only reads that file and adds what spaCy does not print: each
+label's number of gold spans in DATA, in one table with the micro average, and
+a ``SPAN F1 = ...`` line. Nothing is evaluated again.
 """
 
 import argparse
@@ -17,26 +18,45 @@ import io
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 
 
-def gold_support(data_path: str, spans_key: str) -> Counter:
-    """Gold spans per label in doc.spans[spans_key] of a .spacy file."""
+class MetricsError(Exception):
+    """Missing files or metrics without the spans key's scores."""
+
+
+def gold_support(data_path: str, spans_key: str) -> Tuple[Counter, int]:
+    """Count the gold spans per label of a .spacy file.
+
+    data_path (str): The .spacy file.
+    spans_key (str): The key of doc.spans holding the gold spans.
+    RETURNS (Tuple[Counter, int]): Gold spans per label, and the number of docs.
+    """
     from spacy.tokens import DocBin
     from spacy.vocab import Vocab
 
     counts: Counter = Counter()
+    n_docs = 0
     for doc in DocBin().from_disk(data_path).get_docs(Vocab()):
         counts.update(span.label_ for span in doc.spans.get(spans_key, []))
-    return counts
+        n_docs += 1
+    return counts, n_docs
 
 
-def n_docs(data_path: str) -> int:
-    from spacy.tokens import DocBin
-
-    return len(DocBin().from_disk(data_path))
+def read_metrics(metrics_path: str, spans_key: str) -> Dict[str, Any]:
+    """The scores ``spacy evaluate --output`` wrote; raises MetricsError without spans_KEY_f."""
+    if not Path(metrics_path).is_file():
+        raise MetricsError(f"metrics not found: {metrics_path} (run `python -m spacy evaluate ... --output` first)")
+    scores = srsly.read_json(metrics_path)
+    if f"spans_{spans_key}_f" not in scores:
+        raise MetricsError(
+            f"{metrics_path} has no spans_{spans_key}_* scores: does a component write "
+            f"doc.spans[{spans_key!r}], and did `spacy evaluate` get --spans-key {spans_key}? "
+            f"Keys: {sorted(scores)}"
+        )
+    return scores
 
 
 def format_table(scores: Dict[str, Any], spans_key: str, support: Optional[Counter] = None) -> str:
@@ -46,9 +66,10 @@ def format_table(scores: Dict[str, Any], spans_key: str, support: Optional[Count
     support = support or Counter()
     labels = sorted(set(per_type) | set(support))
     width = max([len(label) for label in labels] + [len("micro avg")])
+    rule = f"{'-' * width}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 6}"
     out = io.StringIO()
     print(f"{'label':<{width}}  {'P':>6}  {'R':>6}  {'F':>6}  {'gold':>6}", file=out)
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 6}", file=out)
+    print(rule, file=out)
 
     def row(name: str, p: Optional[float], r: Optional[float], f: Optional[float], n: int) -> None:
         cells = ["     -" if v is None else f"{v * 100:6.2f}" for v in (p, r, f)]
@@ -57,61 +78,42 @@ def format_table(scores: Dict[str, Any], spans_key: str, support: Optional[Count
     for label in labels:
         s = per_type.get(label, {})
         row(label, s.get("p"), s.get("r"), s.get("f"), support.get(label, 0))
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 6}", file=out)
+    print(rule, file=out)
     row("micro avg", scores.get(f"{prefix}_p"), scores.get(f"{prefix}_r"), scores.get(f"{prefix}_f"),
         sum(support.values()))
     return out.getvalue().rstrip("\n")
 
 
-def evaluate(model: str, data_path: str, *, output: Optional[str] = None, spans_key: str = "sc",
-             gpu_id: int = -1, gold_preproc: bool = False) -> Dict[str, Any]:
-    """spaCy's evaluation of MODEL on DATA, plus gold support; writes OUTPUT (JSON) if given."""
-    from spacy.cli.evaluate import evaluate as spacy_evaluate
-
-    if not Path(data_path).exists():
-        raise FileNotFoundError(f"evaluation data not found: {data_path}")
-    scores = spacy_evaluate(model, Path(data_path), use_gpu=gpu_id, gold_preproc=gold_preproc,
-                            spans_key=spans_key, silent=True)
-    if f"spans_{spans_key}_f" not in scores:
-        raise ValueError(
-            f"the pipeline at {model} reported no spans_{spans_key}_* scores: does a component write "
-            f"doc.spans[{spans_key!r}] (check --spans-key)? Scores: {sorted(scores)}"
-        )
-    support = gold_support(data_path, spans_key)
-    scores[f"spans_{spans_key}_support"] = dict(sorted(support.items()))
-    scores["n_docs"] = n_docs(data_path)
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(output, scores)
-    return scores
+def report(metrics_path: str, data_path: str, spans_key: str = "sc") -> str:
+    """The table and the SPAN F1 line for METRICS.json of ``spacy evaluate`` on DATA."""
+    scores = read_metrics(metrics_path, spans_key)
+    if not Path(data_path).is_file():
+        raise MetricsError(f"evaluation data not found: {data_path}")
+    support, n_docs = gold_support(data_path, spans_key)
+    prefix = f"spans_{spans_key}"
+    return "\n".join([
+        f"{metrics_path} (spacy evaluate) on {data_path} ({n_docs} docs), doc.spans[{spans_key!r}]:",
+        format_table(scores, spans_key, support),
+        f"SPAN F1 = {scores[f'{prefix}_f'] * 100:.2f}  (P {scores[f'{prefix}_p'] * 100:.2f}, "
+        f"R {scores[f'{prefix}_r'] * 100:.2f}; {scores.get('speed', 0):.0f} words/s)",
+    ])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The command line; RETURNS (int): the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m spacy_egp.evaluate",
-        description="Evaluate a pipeline's spans on a .spacy file (spaCy's scorer) and print a per-label table.",
+        description="Print a per-label P/R/F/gold table from the metrics JSON of `python -m spacy evaluate`.",
     )
-    parser.add_argument("model", help="pipeline folder or installed package name")
-    parser.add_argument("data", help=".spacy file with the gold spans in doc.spans[KEY]")
-    parser.add_argument("--output", "-o", default=None, help="metrics JSON to write")
+    parser.add_argument("metrics", help="the JSON written by `python -m spacy evaluate MODEL DATA --output`")
+    parser.add_argument("data", help="the .spacy file that was evaluated (gold spans in doc.spans[KEY])")
     parser.add_argument("--spans-key", default="sc")
-    parser.add_argument("--gpu-id", "-g", type=int, default=-1)
-    parser.add_argument("--gold-preproc", "-G", action="store_true",
-                        help="use the gold tokens instead of re-tokenizing the text")
     args = parser.parse_args(argv)
     try:
-        scores = evaluate(args.model, args.data, output=args.output, spans_key=args.spans_key,
-                          gpu_id=args.gpu_id, gold_preproc=args.gold_preproc)
-    except (FileNotFoundError, ValueError, OSError) as err:
+        print(report(args.metrics, args.data, args.spans_key))
+    except (MetricsError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    key = args.spans_key
-    print(f"{args.model} on {args.data} ({scores['n_docs']} docs), doc.spans[{key!r}]:")
-    print(format_table(scores, key, Counter(scores[f"spans_{key}_support"])))
-    print(f"SPAN F1 = {scores[f'spans_{key}_f'] * 100:.2f}  (P {scores[f'spans_{key}_p'] * 100:.2f}, "
-          f"R {scores[f'spans_{key}_r'] * 100:.2f}; {scores.get('speed', 0):.0f} words/s)")
-    if args.output:
-        print(f"metrics written to {args.output}")
     return 0
 
 

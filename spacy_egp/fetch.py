@@ -15,61 +15,32 @@ Exit status 1 (with the reason) when the files are still missing afterwards.
 """
 
 import argparse
-import hashlib
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Dict
 
-# dataset -> (folder under ../shared/data, {file: sha256}); the sha256 are those
-# of the SOURCE.md files (the copies there are byte-identical to upstream).
-DATASETS = {
-    "cluener": ("cluener", {
-        "train.json": "b7e9f0802e86943c8af76f8375ae5ed00f15703484092e81579f241db4d0664a",
-        "dev.json": "90036b59832e007c45d11eafe5ed80549f58a18a29aaa7fe8b1229622c69ec38",
-    }),
-    "cmeee5k": ("cmeee", {
-        "CMeEE_dev.json": "bbe6be016bdb1a418362507024902b70587b951a884cf4a96a6d1246822cd07c",
-    }),
-    "genia_small": ("genia", {
-        "dev.jsonlines": "18deb63b0f86623c2881b1c91297b3cb86d60414b2b1acc60e0a97cc573cc8b1",
-        "test.jsonlines": "d20ea84b8dfc707e9350196156af95581d0b53530d3bfbb842ac87eaf9005b6b",
-    }),
-    "msra": ("msra", {
-        "peopledaily.zip": "f969d47f52a3c9ab8c6ab7a4392f62529cb6059d65e7e964fe6d2666cc33dea1",
-    }),
-    "conll2003": ("conll2003", {
-        "eng.train": "eac0822f501353f265383ddf1edb0dcd42a1b6eefd3e383d7074db98c38eb41c",
-        "eng.testa": "aedc4ccbd1ae9795feaa0e86fe72d195b0258abed9d705b630d1c889276fac1e",
-        "eng.testb": "0632f32c090ef31c223135b7fee3187a7cf8e65c4015c7866bb7783428cdd9a6",
-    }),
-}
-CLUENER_ZIP = "cluener_public.zip"
+from .datasets import CLUENER_ZIP, DATASETS, file_sha256
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def copy_from_shared(source: Path, dest: Path, files: dict) -> None:
+def copy_from_shared(source: Path, dest: Path, files: Dict[str, str]) -> None:
+    """Copy FILES (name -> sha256) from SOURCE into DEST, skipping identical copies; exit on a bad sha256."""
     dest.mkdir(parents=True, exist_ok=True)
     for name, expected in files.items():
         target = dest / name
-        if target.exists() and sha256(target) == expected:
+        if target.exists() and file_sha256(target) == expected:
             print(f"  {target}: already there")
             continue
         shutil.copyfile(source / name, target)
-        if sha256(target) != expected:
+        if file_sha256(target) != expected:
             sys.exit(f"error: {source / name} does not have the sha256 of its SOURCE.md ({expected})")
         print(f"  {target}: copied from {source / name} (sha256 ok)")
 
 
 def download(project_dir: Path, dataset: str, dest: Path) -> None:
+    """Download every asset of project.yml with weasel; unpack CLUENER's zip into DEST."""
     print(f"  no shared data: downloading the project's assets (python -m weasel assets {project_dir})")
     proc = subprocess.run([sys.executable, "-m", "weasel", "assets", str(project_dir)], check=False)
     if proc.returncode != 0:
@@ -89,6 +60,7 @@ def download(project_dir: Path, dataset: str, dest: Path) -> None:
 
 
 def main() -> int:
+    """The command line; RETURNS (int): the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--shared-data", default="../shared/data",
@@ -96,9 +68,10 @@ def main() -> int:
     parser.add_argument("--assets", default="assets", help="the project's assets folder")
     parser.add_argument("--project-dir", default=".", help="the project folder (for weasel assets)")
     args = parser.parse_args()
-    folder, files = DATASETS[args.dataset]
-    dest = Path(args.assets) / args.dataset
-    source = Path(args.shared_data) / folder
+    dataset = DATASETS[args.dataset]
+    files = dataset.files
+    dest = Path(args.assets) / dataset.name
+    source = Path(args.shared_data) / dataset.folder
     print(f"fetch {args.dataset} -> {dest}")
     if all((source / name).is_file() for name in files):
         copy_from_shared(source, dest, files)
@@ -112,7 +85,7 @@ def main() -> int:
               f"provide them)", file=sys.stderr)
         return 1
     for name, expected in files.items():
-        if sha256(dest / name) != expected:
+        if file_sha256(dest / name) != expected:
             # e.g. CLUENER unpacked from the official zip: the SOURCE.md sha256 is that of the
             # copies in ../shared/data; report a difference instead of failing.
             print(f"  warning: {dest / name} differs from the copy described in SOURCE.md (sha256)")

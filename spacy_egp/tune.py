@@ -29,7 +29,7 @@ and the test data are the same (CLUENER's test split *is* its dev set)::
     python -m spacy_egp.tune compare BEFORE.json AFTER.json --tuning-data DEV.spacy
         --test-data TEST.spacy [--spans-key sc]
 
-BEFORE.json and AFTER.json are metrics of ``python -m spacy_egp.evaluate``.
+BEFORE.json and AFTER.json are metrics files of ``spacy evaluate MODEL DATA --output``.
 """
 
 import argparse
@@ -538,7 +538,7 @@ def compare_parser() -> argparse.ArgumentParser:
         prog="python -m spacy_egp.tune compare",
         description="Print test F1 before and after threshold tuning; warn when the test data are the tuning data.",
     )
-    parser.add_argument("before", help="metrics JSON of the untuned model on test (spacy_egp.evaluate --output)")
+    parser.add_argument("before", help="metrics JSON of the untuned model on test (spacy evaluate --output)")
     parser.add_argument("after", help="metrics JSON of the tuned model on test")
     parser.add_argument("--tuning-data", required=True, help="the .spacy file the thresholds were tuned on")
     parser.add_argument("--test-data", required=True, help="the .spacy file both metrics were computed on")

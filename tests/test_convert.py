@@ -5,6 +5,7 @@ files. Tests that need ../shared/data FAIL (never skip) when it is missing: set
 SPACY_EGP_SHARED_DATA to its location if it is not beside the repository.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -28,6 +29,9 @@ from spacy_egp.convert import (
     parse_select,
     read_text,
 )
+
+from spacy_egp import fetch
+from spacy_egp.datasets import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SPACY_EGP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -330,6 +334,21 @@ def test_dataset_presets(data, tmp_path, capsys):
     assert len(DocBin().from_disk(tmp_path / "c" / "dev.spacy")) == 30
     assert main(["dataset", "cluener", str(tmp_path / "nowhere"), str(tmp_path / "d")]) == 1
     assert "run the project's fetch command first" in capsys.readouterr().err
+
+
+def test_one_dataset_table_for_fetch_and_convert():
+    assert fetch.DATASETS is DATASETS
+    for dataset in DATASETS.values():
+        # fetch checks exactly the raw files the splits read
+        assert {split.file.split(":")[0] for split in dataset.splits.values()} == set(dataset.files)
+        assert set(dataset.splits) == {"train", "dev", "test"}
+        assert all(len(digest) == 64 and int(digest, 16) >= 0 for digest in dataset.files.values())
+
+
+def test_file_sha256_reads_in_blocks(tmp_path):
+    data = os.urandom((1 << 20) + 123)  # more than one block
+    (tmp_path / "f").write_bytes(data)
+    assert file_sha256(tmp_path / "f") == file_sha256(str(tmp_path / "f")) == hashlib.sha256(data).hexdigest()
 
 
 def test_zip_member_reading(tmp_path):

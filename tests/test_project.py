@@ -10,9 +10,15 @@ environment; takes one to a few minutes.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import spacy
+import srsly
+from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,3 +61,53 @@ def test_fetch_copies_from_shared_data_and_checks_sha256(tmp_path):
     offline = subprocess.run(cmd[:5] + [str(tmp_path / "nowhere")] + cmd[6:], capture_output=True, text=True,
                              check=False)
     assert offline.returncode == 0 and "nothing to download" in offline.stdout
+
+
+def _tiny_project(folder: Path) -> Path:
+    """A copy of project.yml with an initialized (untrained) pipeline and a corpus for the dataset 'tiny'."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("efficient_globalpointer")
+    docs = []
+    for words, spans in [("Anna met Bob in Paris".split(), [(0, 1, "PER"), (2, 3, "PER"), (4, 5, "LOC")]),
+                         ("The Bank of China".split(), [(1, 4, "ORG"), (3, 4, "LOC")])]:
+        doc = Doc(nlp.vocab, words=words)
+        doc.spans["sc"] = [Span(doc, start, end, label) for start, end, label in spans]
+        docs.append(doc)
+    nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc) for doc in docs])
+    project = folder / "project"
+    (project / "training" / "tiny").mkdir(parents=True)
+    (project / "corpus" / "tiny").mkdir(parents=True)
+    shutil.copy(REPO / "project.yml", project)
+    nlp.to_disk(project / "training" / "tiny" / "model-best")
+    nlp.to_disk(project / "training" / "tiny" / "model-tuned")
+    for split in ("dev", "test"):  # test = dev, as for CLUENER
+        DocBin(docs=docs).to_disk(project / "corpus" / "tiny" / f"{split}.spacy")
+    return project
+
+
+def test_evaluate_steps_use_spacy_evaluate_and_feed_tune_compare(tmp_path):
+    """evaluate, evaluate-test and evaluate-tuned of project.yml: spaCy's metrics, the table, tune compare."""
+    project = _tiny_project(tmp_path)
+    outputs = {}
+    for step in ("evaluate", "evaluate-test", "evaluate-tuned"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "weasel", "run", step, str(project), "--vars.dataset", "tiny",
+             "--vars.lang", "en"],
+            capture_output=True, text=True, check=False, timeout=600,
+        )
+        assert proc.returncode == 0, f"{step} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        outputs[step] = proc.stdout
+    assert "python -m spacy evaluate" in outputs["evaluate"]
+    # spacy_egp.evaluate's table: one row per label with its gold spans (LOC 2, ORG 1, PER 2), the micro average
+    rows = {line.split()[0]: line.split() for line in outputs["evaluate"].splitlines()
+            if line.split() and line.split()[0] in ("LOC", "ORG", "PER", "micro")}
+    assert {label: row[-1] for label, row in rows.items()} == {"LOC": "2", "ORG": "1", "PER": "2", "micro": "5"}
+    assert "SPAN F1 =" in outputs["evaluate"]
+    metrics = srsly.read_json(project / "metrics" / "tiny.json")
+    assert {"spans_sc_p", "spans_sc_r", "spans_sc_f", "spans_sc_per_type", "speed"} <= set(metrics)
+    f1 = f"{metrics['spans_sc_f'] * 100:.2f}"
+    assert f"SPAN F1 = {f1}" in outputs["evaluate"]
+    # the same model on the same data before and after "tuning": tune compare reads both metrics files
+    assert f"TEST F1 before tuning {f1}" in outputs["evaluate-tuned"]
+    assert f"TEST F1 after tuning  {f1}" in outputs["evaluate-tuned"]
+    assert "WARNING: the tuning data" in outputs["evaluate-tuned"]

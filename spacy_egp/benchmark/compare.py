@@ -8,7 +8,6 @@ a time (inference timings are never taken while another benchmark process runs
 in this command).
 """
 
-import hashlib
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ import spacy
 from spacy.tokens import DocBin
 from thinc.api import Config
 
+from ..datasets import file_sha256
 from .logger import training_words_per_second
 from .pipelines import flat_ents, pipeline_config, pipeline_names, suggester_max_length
 
@@ -65,7 +65,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
         "parallel_trainings": jobs,
         "inference_batch_size": batch_size,
         # SPLITS.md: CLUENER's test split is its dev set, so thresholds tuned on dev are tuned on test
-        "test_is_dev": _sha256(corpus / "test.spacy") == _sha256(corpus / "dev.spacy"),
+        "test_is_dev": file_sha256(corpus / "test.spacy") == file_sha256(corpus / "dev.spacy"),
         "machine": machine_description(),
         "rows": rows,
     }
@@ -96,10 +96,6 @@ def single_threaded_env() -> Dict[str, str]:
     benchmark) share the cores.
     """
     return dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _check_corpus(corpus: Path) -> None:

@@ -21,6 +21,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.util import minibatch
 from thinc.api import Model
 
+from ..gold import nesting
 from .pipelines import SPANS_KEY
 
 SpanKey = Tuple[int, int, int, str]  # doc index, start char, end char, label
@@ -68,11 +69,8 @@ def nested_spans(spans: Set[SpanKey]) -> Set[SpanKey]:
         by_doc.setdefault(span[0], []).append(span)
     nested = set()
     for doc_spans in by_doc.values():
-        for a in doc_spans:
-            for b in doc_spans:
-                if (a[1], a[2]) != (b[1], b[2]) and (a[1] <= b[1] and b[2] <= a[2] or b[1] <= a[1] and a[2] <= b[2]):
-                    nested.add(a)
-                    break
+        boundaries = nesting((start, end) for _, start, end, _ in doc_spans).nested
+        nested.update(span for span in doc_spans if (span[1], span[2]) in boundaries)
     return nested
 
 
