@@ -47,10 +47,15 @@ def _validate_head_config(
         )
 
 
-def _with_tok2vec(tok2vec: Model[List[Doc], List[Floats2d]], head: Model) -> Model[List[Doc], Ragged]:
-    model = chain(tok2vec, list2ragged(), head)
+def _with_tok2vec(
+    tok2vec: Model[List[Doc], List[Floats2d]], head: Model, context: Optional[Model] = None
+) -> Model[List[Doc], Ragged]:
+    layers = [tok2vec] + ([context] if context is not None else []) + [list2ragged(), head]
+    model = chain(*layers)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("head", head)
+    if context is not None:
+        model.set_ref("context", context)
     return model
 
 
@@ -61,6 +66,7 @@ def build_efficient_globalpointer_v2(
     use_rope: bool = True,
     max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
     span_prior: Optional[float] = DEFAULT_SPAN_PRIOR,
+    context: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
     """Efficient GlobalPointer: one shared q/k projection, per-label start/end terms.
@@ -76,12 +82,17 @@ def build_efficient_globalpointer_v2(
         gives a cell: the label term's biases start at its logit, so an
         untrained pipe predicts almost nothing (spans are rare) instead of
         half of all cells. None: biases start at 0, as in v1.
+    context (Optional[Model[List[Floats2d], List[Floats2d]]]): A context
+        layer of the head's own between the tok2vec and the head, e.g.
+        spacy.TorchBiLSTMEncoder.v1: EGP judges a span by its two end tokens
+        only, so what they know of the tokens between them is all it knows of
+        the span. Width in = width out. None: the tok2vec's vectors as they are.
     nO (Optional[int]): The number of labels; inferred at initialize if None.
     RETURNS (Model[List[Doc], Ragged]): The band of span logits, (T, W, nO).
     """
     _validate_head_config(head_size, use_rope, max_span_length, span_prior)
     head = build_egp_head(head_size, use_rope, max_span_length, nO, span_prior=span_prior)
-    return _with_tok2vec(tok2vec, head)
+    return _with_tok2vec(tok2vec, head, context)
 
 
 @registry.architectures("spacy_egp.GlobalPointer.v2")
@@ -90,6 +101,7 @@ def build_globalpointer_v2(
     head_size: int = 64,
     use_rope: bool = True,
     max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
+    context: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
     """The original GlobalPointer: one q/k projection per label, for comparison.
@@ -99,7 +111,7 @@ def build_globalpointer_v2(
     """
     _validate_head_config(head_size, use_rope, max_span_length, None)
     head = build_gp_head(head_size, use_rope, max_span_length, nO)
-    return _with_tok2vec(tok2vec, head)
+    return _with_tok2vec(tok2vec, head, context)
 
 
 @registry.architectures("spacy_egp.EfficientGlobalPointer.v1")
@@ -110,7 +122,7 @@ def build_efficient_globalpointer(
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
     """Version 1 of spacy_egp.EfficientGlobalPointer: max_span_length 128, no span prior."""
-    return build_efficient_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, nO)
+    return build_efficient_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, None, nO)
 
 
 @registry.architectures("spacy_egp.GlobalPointer.v1")
@@ -121,7 +133,7 @@ def build_globalpointer(
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
     """Version 1 of spacy_egp.GlobalPointer: max_span_length 128."""
-    return build_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, nO)
+    return build_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, nO)
 
 
 def encoder_context(tok2vec: Model) -> Optional[int]:

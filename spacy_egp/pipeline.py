@@ -371,6 +371,8 @@ class EfficientGlobalPointer(TrainablePipe):
         # tok2vec and head run one after the other (not as one chain) so that the
         # tok2vec's intermediate arrays are freed before the band is built
         vectors = predict_token_vectors(self.model.get_ref("tok2vec"), docs)
+        if self.model.has_ref("context"):
+            vectors = self.model.get_ref("context").predict(vectors)
         lengths = self.model.ops.asarray1i([len(doc) for doc in docs])
         return self.model.get_ref("head").predict(Ragged(self.model.ops.flatten(vectors), lengths))
 

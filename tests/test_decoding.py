@@ -242,3 +242,19 @@ def test_head_lr_scale_scales_only_the_heads_steps():
     numpy.testing.assert_allclose(steps[10.0][0], 10 * steps[1.0][0], rtol=1e-3, atol=2e-7)
     numpy.testing.assert_allclose(steps[10.0][1], steps[1.0][1], rtol=1e-3, atol=2e-8)
     assert numpy.abs(steps[1.0][0]).max() > 0 and numpy.abs(steps[1.0][1]).max() > 0
+
+
+def test_a_context_layer_between_tok2vec_and_head_learns_and_predicts_the_same_band():
+    context = {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 32, "depth": 1, "dropout": 0.0}
+    nlp = spacy.blank("en")
+    model = {"@architectures": "spacy_egp.EfficientGlobalPointer.v2", "head_size": 16,
+             "tok2vec": SMALL_TOK2VEC, "context": context}
+    nlp.add_pipe(PIPE, config={"model": model})
+    pipe = nlp.get_pipe(PIPE)
+    assert pipe.model.has_ref("context")
+    examples = nested_examples(nlp, 40, seed=2)
+    losses = train(nlp, examples, n_epochs=10, learn_rate=0.005)
+    assert losses[-1] < losses[0] / 2
+    docs = [eg.predicted for eg in examples[:5]]
+    updated, _ = pipe.model.begin_update(docs)
+    numpy.testing.assert_allclose(updated.dataXd, pipe.predict(docs).dataXd, rtol=1e-5, atol=1e-5)
