@@ -18,6 +18,11 @@ FORMAT is one of
   between sentences, ``-DOCSTART-`` lines ignored (CoNLL-2003, MSRA). BIO and
   IOB1 decode alike (an ``I-X`` that does not continue an ``X`` span starts one,
   as conlleval does); ``--scheme`` only says which irregularities to report.
+- ``conll04``: one JSON array of ``{"tokens", "tags", "relations": [{"head", "tail", "type"}]}``
+  (CoNLL04 as re-encoded by TablERT): entities are the BILOU chunks of ``tags``,
+  numbered from 0, and a relation's ``head`` and ``tail`` are those numbers. The
+  entities go to doc.spans[key] and the relations to doc._.relations (stored in
+  doc.user_data, which the DocBin then keeps), for the ``gplinker`` component.
 
 INPUT is a file, or a member of a zip archive written ``ARCHIVE.zip:MEMBER``
 (e.g. ``../shared/data/msra/peopledaily.zip:train.txt``). OUTPUT is the
@@ -38,11 +43,12 @@ A second form converts a whole dataset of ../shared/data/SPLITS.md into
 
     python -m spacy_egp.convert dataset NAME DATA_DIR OUTPUT_DIR [--limit N]
 
-NAME is one of DATASETS (cluener, cmeee5k, genia_small, msra, conll2003);
+NAME is one of DATASETS (cluener, cmeee5k, genia_small, msra, conll2003) or of
+RELATION_DATASETS (conll04);
 DATA_DIR holds the raw files either as ``DATA_DIR/NAME/FILE`` (the project's
 assets/) or laid out like ../shared/data (``DATA_DIR/FOLDER/FILE``).
 
-Every conversion prints the number of docs, the spans per label, nested pairs
+Every conversion prints the number of docs, the spans per label (and relations per label), nested pairs
 (a span inside another), crossing pairs and misaligned spans (with the first
 few examples). A malformed record stops it with exit status 1 and a message
 naming the file and line (and record number); no traceback.
@@ -59,10 +65,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .datasets import DATASETS, Dataset
-from .gold import nesting
+from .datasets import DATASETS, RELATION_DATASETS, Dataset
+from .gold import RelationOffsets, nesting, store_relation_offsets
 
-FORMATS = ("cluener", "cmeee", "spans-jsonl", "bio")
+FORMATS = ("cluener", "cmeee", "spans-jsonl", "bio", "conll04")
 SCHEMES = ("bio", "iob1")
 # Languages written without spaces between words: tokens are joined without
 # whitespace when a Doc is built from given tokens (bio, spans-jsonl).
@@ -177,6 +183,8 @@ class RawDoc:
     words: Optional[List[str]] = None
     char_spans: List[Tuple[int, int, str]] = field(default_factory=list)
     token_spans: List[Tuple[int, int, str]] = field(default_factory=list)
+    # (head token span, relation label, tail token span); None: the format has no relations
+    relations: Optional[List[Tuple[Tuple[int, int, str], str, Tuple[int, int, str]]]] = None
 
 
 @dataclass
@@ -414,6 +422,53 @@ def bio_doc(record: Record, source: str, scheme: str, bio_stats: Optional[BioSta
     return RawDoc(record.index, record.line, words=words, token_spans=spans)
 
 
+_BILOU_RE = re.compile(r"^(?P<prefix>[BILU])-(?P<label>.+)$")
+
+
+def bilou_spans(tags: Sequence[str], where: str) -> List[Tuple[int, int, str]]:
+    """The (start, end exclusive, label) chunks of BILOU tags, in order; a broken sequence is an error."""
+    spans: List[Tuple[int, int, str]] = []
+    current: Optional[Tuple[int, str]] = None  # (start, label) of the open chunk
+    for i, tag in enumerate(tags):
+        match = _BILOU_RE.match(tag) if tag != "O" else None
+        prefix, label = (match.group("prefix"), match.group("label")) if match else ("O", None)
+        if tag != "O" and match is None:
+            raise ConversionError(f"{where}: tag {i} {tag!r} is not O, B-X, I-X, L-X or U-X")
+        if (prefix in ("I", "L")) != (current is not None) or (current is not None and current[1] != label):
+            raise ConversionError(f"{where}: tag {i} {tag!r} breaks the BILOU sequence {list(tags[max(0, i - 2): i + 1])}")
+        if prefix == "B":
+            current = (i, label)
+        elif prefix in ("L", "U"):
+            spans.append((current[0] if prefix == "L" else i, i + 1, label))
+            current = None
+    if current is not None:
+        raise ConversionError(f"{where}: the last entity ({current[1]}, from tag {current[0]}) has no L- tag")
+    return spans
+
+
+def conll04_doc(record: Record, source: str) -> RawDoc:
+    obj = record.payload
+    _require(isinstance(obj, dict), source, record, "expected a JSON object")
+    tokens, tags = obj.get("tokens"), obj.get("tags")
+    _require(isinstance(tokens, list) and all(isinstance(t, str) and t for t in tokens), source, record,
+             "'tokens' must be a list of non-empty strings")
+    _require(isinstance(tags, list) and len(tags) == len(tokens), source, record,
+             "'tags' must be a list of BILOU tags, one per token")
+    entities = bilou_spans(tags, _where(source, record))
+    _require(isinstance(obj.get("relations", []), list), source, record, "'relations' must be a list")
+    relations = []
+    for n, rel in enumerate(obj.get("relations", [])):
+        _require(isinstance(rel, dict) and all(k in rel for k in ("head", "tail", "type")), source, record,
+                 f"relation {n}: expected an object with head, tail and type")
+        head, tail, label = rel["head"], rel["tail"], rel["type"]
+        _require(_is_int(head) and _is_int(tail) and 0 <= head < len(entities) and 0 <= tail < len(entities),
+                 source, record, f"relation {n}: head {head!r} / tail {tail!r} are not entity numbers "
+                 f"(the record has {len(entities)} entities, numbered from 0)")
+        _require(isinstance(label, str) and label, source, record, f"relation {n}: 'type' must be a non-empty string")
+        relations.append((entities[head], label, entities[tail]))
+    return RawDoc(record.index, record.line, words=list(tokens), token_spans=entities, relations=relations)
+
+
 # --------------------------------------------------------------------------
 # Docs and statistics
 # --------------------------------------------------------------------------
@@ -436,6 +491,7 @@ class Stats:
     crossing_pairs: int = 0
     same_boundaries: int = 0  # distinct boundaries carrying more than one label
     bio: Optional[BioStats] = None
+    relation_labels: Counter = field(default_factory=Counter)  # conll04: relations per label
 
     @property
     def spans(self) -> int:
@@ -504,6 +560,9 @@ def build_doc(nlp, raw: RawDoc, spans_key: str, stats: Stats, source: str, examp
         spans.append(Span(doc, start, end, label=label))
     spans.sort(key=lambda s: (s.start, s.end, s.label_))
     doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=spans)
+    if raw.relations is not None:  # stored even when empty: the doc is annotated for relations
+        store_relation_offsets(doc, [RelationOffsets(*head, label, *tail) for head, label, tail in raw.relations])
+        stats.relation_labels.update(label for _, label, _ in raw.relations)
     stats.docs += 1
     stats.tokens += len(doc)
     stats.labels.update(span.label_ for span in spans)
@@ -555,6 +614,8 @@ def convert(
         records, to_raw = iter_json_array(text, source), lambda r: cmeee_doc(r, source)
     elif fmt == "spans-jsonl":
         records, to_raw = iter_json_lines(text, source), lambda r: spans_jsonl_doc(r, source)
+    elif fmt == "conll04":
+        records, to_raw = iter_json_array(text, source), lambda r: conll04_doc(r, source)
     else:
         stats.bio = BioStats()
         records, to_raw = iter_bio_sentences(text, source), lambda r: bio_doc(r, source, scheme, stats.bio)
@@ -574,7 +635,8 @@ def write_docbin(docs: Sequence, output: str) -> Path:
 
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc_bin = DocBin(store_user_data=False)
+    # user_data holds gold relations (conll04); other formats leave it empty and store nothing
+    doc_bin = DocBin(store_user_data=any(doc.user_data for doc in docs))
     for doc in docs:
         doc_bin.add(doc)
     doc_bin.to_disk(path)
@@ -601,6 +663,11 @@ def format_report(stats: Stats, *, fmt: str, spans_key: str, selection: str, lim
           f"crossing pairs {stats.crossing_pairs:,}; same boundaries with 2+ labels "
           f"{stats.same_boundaries:,}", file=out)
     print(f"  misaligned spans: {stats.misaligned:,}", file=out)
+    if stats.relation_labels:
+        print(f"  relations in doc._.relations: {sum(stats.relation_labels.values()):,}", file=out)
+        width = max(len(label) for label in stats.relation_labels)
+        for label, count in sorted(stats.relation_labels.items()):
+            print(f"    {label:<{width}}  {count:>8,}", file=out)
     for example in stats.misaligned_examples:
         print(f"    {example}", file=out)
     if stats.bio is not None:
@@ -620,9 +687,10 @@ def format_report(stats: Stats, *, fmt: str, spans_key: str, selection: str, lim
 def get_dataset(name: str) -> Dataset:
     """A dataset of SPLITS.md by name; 'genia-small' and 'genia_small' are the same."""
     key = name.replace("-", "_")
-    if key not in DATASETS:
-        raise ConversionError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[key]
+    known = {**DATASETS, **RELATION_DATASETS}
+    if key not in known:
+        raise ConversionError(f"unknown dataset {name!r}; choose one of {', '.join(known)}")
+    return known[key]
 
 
 def dataset_folder(dataset: Dataset, data_dir: str) -> Path:
@@ -702,7 +770,7 @@ def _dataset_parser() -> argparse.ArgumentParser:
         prog="python -m spacy_egp.convert dataset",
         description="Write OUTPUT_DIR/{train,dev,test}.spacy of a dataset of ../shared/data/SPLITS.md.",
     )
-    parser.add_argument("name", help=f"one of {', '.join(DATASETS)} (genia-small = genia_small)")
+    parser.add_argument("name", help=f"one of {', '.join({**DATASETS, **RELATION_DATASETS})} (genia-small = genia_small)")
     parser.add_argument("data_dir", help="folder with the raw files: DATA_DIR/NAME/FILE or DATA_DIR/FOLDER/FILE "
                                          "(the layout of ../shared/data)")
     parser.add_argument("output_dir", help="folder for train.spacy, dev.spacy, test.spacy")

@@ -93,6 +93,22 @@ DATASETS: Dict[str, Dataset] = {
 }
 
 
+# Datasets with relations, for the gplinker component: converted by the same
+# code, kept apart from DATASETS (the NER benchmarks that fetch and the
+# project's `dataset` variable cover).
+RELATION_DATASETS: Dict[str, Dataset] = {
+    "conll04": Dataset(
+        "conll04", "en", "conll04", "conll04",
+        {
+            "train.json": "5f9e9d97c954a21da8929618cf9f1e2b408ff5f1a9936425e5785cbd3c54a380",
+            "dev.json": "f35e81e68da81914286f37f9d66230e6be79f5ff82466438135a2c1873b4f660",
+            "test.json": "6e5788026281f1678ab0d0dda64a304241574b5e7b806b57fe3e796a1acf95b9",
+        },
+        {"train": Split("train.json"), "dev": Split("dev.json"), "test": Split("test.json")},
+    ),
+}
+
+
 def file_sha256(path: Union[str, Path]) -> str:
     """The sha256 of a file, as a hex string.
 

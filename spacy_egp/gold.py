@@ -10,7 +10,7 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy
 from spacy.tokens import Doc
@@ -294,3 +294,178 @@ def _top_of(kept: List[Tuple[numpy.ndarray, ...]], cap: int) -> Tuple[numpy.ndar
     found = tuple(numpy.concatenate([k[i] for k in kept]) for i in range(4))
     index = _keep_top(found, numpy.ones(len(found[0]), bool), cap)
     return tuple(array[index] for array in found)
+
+
+# --------------------------------------------------------------------------
+# Relations (GPLinker): gold relations -> pair-band cells, and pair cells -> relations
+# --------------------------------------------------------------------------
+
+# doc.user_data key of a doc's relations, stored as plain tuples (RelationOffsets)
+# so that DocBin(store_user_data=True) and Doc.to_bytes keep them.
+RELATIONS_KEY = "spacy_egp.relations"
+
+
+class RelationOffsets(NamedTuple):
+    """One relation as stored in doc.user_data: token offsets (end exclusive) and labels."""
+
+    head_start: int
+    head_end: int
+    head_label: str
+    label: str
+    tail_start: int
+    tail_end: int
+    tail_label: str
+    score: Optional[float] = None  # None for gold relations
+
+    @property
+    def head(self) -> Span3:
+        return (self.head_start, self.head_end, self.head_label)
+
+    @property
+    def tail(self) -> Span3:
+        return (self.tail_start, self.tail_end, self.tail_label)
+
+
+def relation_offsets(doc: Doc) -> List[RelationOffsets]:
+    """The relations stored on a doc (none if it has none)."""
+    return [RelationOffsets(*record) for record in doc.user_data.get(RELATIONS_KEY, ())]
+
+
+def store_relation_offsets(doc: Doc, records: Iterable[RelationOffsets]) -> None:
+    """Store a doc's relations, replacing any; plain tuples, which msgpack round-trips."""
+    doc.user_data[RELATIONS_KEY] = [tuple(record) for record in records]
+
+
+def describe_relation(doc: Doc, record: RelationOffsets) -> str:
+    """A relation named in messages: its arguments, label and doc."""
+    head, tail = doc[record.head_start : record.head_end], doc[record.tail_start : record.tail_end]
+    return (
+        f"relation {record.label!r} from [{record.head_start}:{record.head_end}] {head.text!r} "
+        f"({record.head_label}) to [{record.tail_start}:{record.tail_end}] {tail.text!r} "
+        f"({record.tail_label}) in doc {preview(doc.text)}"
+    )
+
+
+def pair_cell(first: int, second: int, width: int) -> Optional[Tuple[int, int]]:
+    """The cell (t, w) of the ordered token pair (first, second) in a pair band of this width (spacy_egp.heads).
+
+    RETURNS (Optional[Tuple[int, int]]): None when |second - first| >= width (outside the window).
+    """
+    distance = second - first
+    if abs(distance) >= width:
+        return None
+    return (first, distance) if distance >= 0 else (second, width - distance)
+
+
+def pair_of_cells(token: numpy.ndarray, column: numpy.ndarray, width: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The ordered token pairs (first, second) of pair-band cells (token, column): the inverse of pair_cell."""
+    forward = column < width
+    offset = numpy.where(forward, column, column - width)
+    return numpy.where(forward, token, token + offset), numpy.where(forward, token + offset, token)
+
+
+def gold_pair_cells(
+    examples: Sequence[Example],
+    spans_key: str,
+    relation_labels: Sequence[str],
+    width: int,
+    problems: GoldProblems,
+    *,
+    skip_unknown_labels: bool = False,
+) -> numpy.ndarray:
+    """The pair-band cells (t, w, channel) of the examples' gold relations, each once, (P, 3) int64.
+
+    A relation of label r has its head pair (head start, tail start) in
+    channel r and its tail pair (head end - 1, tail end - 1) in channel
+    len(relation_labels) + r; t counts tokens over the predicted docs
+    concatenated. Both arguments must be gold spans of doc.spans[spans_key]
+    (an error otherwise, as is an unknown label unless skip_unknown_labels).
+    A relation whose arguments are misaligned with the predicted tokens or
+    farther apart than the window (width - 1 tokens) is skipped and reported.
+    """
+    label_index = {label: i for i, label in enumerate(relation_labels)}
+    cells, offset = set(), 0
+    for eg in examples:
+        entities = {(span.start, span.end, span.label_) for span in eg.reference.spans.get(spans_key, [])}
+        for record in relation_offsets(eg.reference):
+            if record.label not in label_index:
+                if skip_unknown_labels:
+                    continue
+                raise ValueError(_unknown_relation_message(problems.owner, eg.reference, record, relation_labels))
+            for argument in (record.head, record.tail):
+                if argument not in entities:
+                    raise ValueError(_argument_not_entity_message(problems.owner, eg.reference, record, argument, spans_key))
+            pairs = _relation_pair_cells(eg, record, width, problems)
+            if pairs is not None:
+                (head_t, head_w), (tail_t, tail_w) = pairs
+                cells.add((offset + head_t, head_w, label_index[record.label]))
+                cells.add((offset + tail_t, tail_w, len(relation_labels) + label_index[record.label]))
+        offset += len(eg.predicted)
+    return numpy.asarray(sorted(cells), dtype="int64").reshape((-1, 3))
+
+
+def _relation_pair_cells(
+    eg: Example, record: RelationOffsets, width: int, problems: GoldProblems
+) -> Optional[Tuple[Tuple[int, int], Tuple[int, int]]]:
+    """The head-pair and tail-pair cells of a gold relation on the predicted tokens, or None (reported)."""
+    reference = eg.reference
+    arguments = []
+    for start, end in ((record.head_start, record.head_end), (record.tail_start, record.tail_end)):
+        # character offsets carry the argument over to the predicted tokenization
+        span = reference[start:end]
+        aligned = eg.predicted.char_span(span.start_char, span.end_char)
+        if aligned is None:
+            problems.report("skipped (relation): argument misaligned with the predicted tokens",
+                            describe_relation(reference, record))
+            return None
+        arguments.append(aligned)
+    head, tail = arguments
+    head_cell = pair_cell(head.start, tail.start, width)
+    tail_cell = pair_cell(head.end - 1, tail.end - 1, width)
+    if head_cell is None or tail_cell is None:
+        problems.report(f"skipped (relation): arguments more than {width - 1} tokens apart (max_pair_distance)",
+                        describe_relation(reference, record))
+        return None
+    return head_cell, tail_cell
+
+
+def _unknown_relation_message(owner: str, doc: Doc, record: RelationOffsets, labels: Sequence[str]) -> str:
+    return (
+        f"[{owner}] Gold {describe_relation(doc, record)} has a relation label the component "
+        f"was not initialized with (relation labels: {list(labels)}). Initialize with data that "
+        f"contains it (or list it in [initialize.components.{owner}.relation_labels]), or remove it."
+    )
+
+
+def _argument_not_entity_message(owner: str, doc: Doc, record: RelationOffsets, argument: Span3, key: str) -> str:
+    return (
+        f"[{owner}] Gold {describe_relation(doc, record)} has the argument {argument}, which is not "
+        f"an entity of doc.spans[{key!r}]. Every relation argument must be a gold span (with the "
+        f"same label) under the component's spans_key."
+    )
+
+
+def decode_relations(
+    entities: Sequence[Span3],
+    head_pairs: Dict[Tuple[int, int, int], float],
+    tail_pairs: Dict[Tuple[int, int, int], float],
+) -> List[Tuple[Span3, int, Span3, float]]:
+    """GPLinker's decoding rule: the relations (head entity, relation index, tail entity, score).
+
+    A relation r holds from entity s to entity o (two entities of different
+    boundaries) when both its head pair (r, s.start, o.start) and its tail pair
+    (r, s.end - 1, o.end - 1) are among the pairs kept (at or above threshold);
+    its score is the lower of the two pairs' probabilities. head_pairs and
+    tail_pairs map (relation index, first token, second token) to a probability.
+    """
+    by_start: Dict[int, List[Span3]] = {}
+    for entity in entities:
+        by_start.setdefault(entity[0], []).append(entity)
+    found = []
+    for (relation, first, second), head_score in head_pairs.items():
+        for head in by_start.get(first, ()):
+            for tail in by_start.get(second, ()):
+                tail_score = tail_pairs.get((relation, head[1] - 1, tail[1] - 1))
+                if tail_score is not None and head[:2] != tail[:2]:
+                    found.append((head, relation, tail, min(head_score, tail_score)))
+    return sorted(found)

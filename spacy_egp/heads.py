@@ -342,3 +342,88 @@ def gp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callabl
         return Ragged(bp_projection(dP), X.lengths)
 
     return Ragged(scores, X.lengths), backprop
+
+
+# --------------------------------------------------------------------------
+# Pair pointer (GPLinker): scores of ordered token pairs, in both directions
+# --------------------------------------------------------------------------
+#
+# GPLinker scores, for each channel c (a relation type's head-head or tail-tail
+# pointer), every ordered pair (i, j) of tokens of a doc:
+#
+#     s_c(i, j) = q_{c,i} . k_{c,j} / sqrt(d)
+#
+# with one q/k projection per channel, no RoPE and no tril mask (the first
+# argument may come after the second). Pairs are kept within a window,
+# |i - j| <= max_pair_distance, which keeps memory linear in document length.
+#
+# Layout, the "pair band" (T, 2W, C), W = min(max_pair_distance + 1, longest
+# doc): cell (t, w, c), w < W, is the pair (t, t + w) (first argument first);
+# cell (t, W + w, c) is the pair (t + w, t) (first argument after the second).
+# Column W would be the diagonal again and is never valid. The two halves are
+# two bands of `pointer_band`, (q, k) and (k, q), so they share its products
+# and its gradient.
+
+
+def pair_mask(ops: Ops, lengths: Ints1d, width: int):
+    """Boolean array (T, 2W): True where the pair of cell (t, w) lies inside t's doc (see pair band)."""
+    forward = band_mask(ops, lengths, width)
+    reverse = forward.copy()
+    reverse[:, :1] = False  # the diagonal, already in the forward half
+    return ops.xp.concatenate([forward, reverse], axis=1)
+
+
+def pair_pointer(ops: Ops, Q: Floats3d, K: Floats3d, width: int) -> Tuple[Floats3d, BandBackprop]:
+    """Pair band of scaled dot products (T, 2W, H): both halves of the layout above, unmasked."""
+    forward, bp_forward = pointer_band(ops, Q, K, width)
+    reverse, bp_reverse = pointer_band(ops, K, Q, width)  # reverse[t, w] = Q[t + w] . K[t]
+
+    def backprop(d_out: Floats3d) -> Tuple[Floats3d, Floats3d]:
+        dQ, dK = bp_forward(d_out[:, :width])
+        dK_reverse, dQ_reverse = bp_reverse(d_out[:, width:])
+        return dQ + dQ_reverse, dK + dK_reverse
+
+    return ops.xp.concatenate([forward, reverse], axis=1), backprop
+
+
+def build_pair_head(head_size: int, max_pair_distance: int, nO: Optional[int] = None) -> Model[Ragged, Ragged]:
+    """GPLinker's pair pointer: token vectors (T, D) → pair band of logits (T, 2W, nO).
+
+    nO channels, each with its own q/k projection of width 2 * head_size (as
+    GP's labels); pairs farther apart than max_pair_distance are not scored.
+    """
+    projection = Linear()
+    return Model(
+        "pair_pointer_head",
+        pair_forward,
+        init=init_head,
+        layers=[projection],
+        refs={"projection": projection},
+        dims={"nO": nO, "nI": None},
+        attrs={"head_size": head_size, "use_rope": False, "max_pair_distance": max_pair_distance},
+    )
+
+
+def pair_band_width(lengths: Ints1d, max_pair_distance: int) -> int:
+    """W of the pair band for docs of these lengths: distances 0..max_pair_distance, within the longest doc."""
+    return band_width(lengths, max_pair_distance + 1)
+
+
+def pair_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
+    ops, d, n_channels = model.ops, model.attrs["head_size"], model.get_dim("nO")
+    width = pair_band_width(X.lengths, model.attrs["max_pair_distance"])
+    P, bp_projection = model.get_ref("projection")(ops.asarray2f(X.data), is_train)
+    P3 = P.reshape((P.shape[0], n_channels, 2 * d))
+    scores, bp_scores = pair_pointer(ops, P3[..., :d], P3[..., d:], width)
+    # -inf outside the docs and the window, as the span band (never a large finite constant)
+    outside = ~pair_mask(ops, X.lengths, width)[:, :, None]
+    ops.xp.copyto(scores, -ops.xp.inf, where=outside)
+
+    def backprop(dY: Ragged) -> Ragged:
+        d_scores = dY.dataXd.copy()
+        ops.xp.copyto(d_scores, 0.0, where=outside)
+        dQ, dK = bp_scores(d_scores)
+        dP = ops.xp.concatenate([dQ, dK], axis=2).reshape(P.shape)
+        return Ragged(bp_projection(dP), X.lengths)
+
+    return Ragged(scores, X.lengths), backprop
