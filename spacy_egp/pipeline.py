@@ -324,16 +324,20 @@ class EfficientGlobalPointer(TrainablePipe):
 
     def add_label(self, label: str) -> int:
         """Add a label before initialization. RETURNS (int): 1 if new, else 0."""
-        if not isinstance(label, str):
-            raise ValueError(f"Labels must be strings, got {label!r}.")
-        if label in self.labels:
+        return self._add_to_labels(label, "labels", "head", "Labels")
+
+    def _add_to_labels(self, label: str, cfg_key: str, head_ref: str, what: str) -> int:
+        """Add a label to cfg[cfg_key] while the head `head_ref` is unsized. RETURNS (int): 1 if new, else 0."""
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"{what} must be non-empty strings, got {label!r}.")
+        if label in self.cfg[cfg_key]:
             return 0
-        if self.model.get_ref("head").has_dim("nO"):
+        if self.model.get_ref(head_ref).has_dim("nO"):
             raise ValueError(
-                f"Cannot add label {label!r} to '{self.name}' after initialization: the "
+                f"Cannot add {what.lower()[:-1]} {label!r} to '{self.name}' after initialization: the "
                 "model's output size is fixed. Re-initialize from scratch with all labels."
             )
-        self.cfg["labels"].append(label)
+        self.cfg[cfg_key].append(label)
         self.vocab.strings.add(label)
         return 1
 

@@ -309,18 +309,7 @@ class GPLinker(EfficientGlobalPointer):
 
     def add_relation_label(self, label: str) -> int:
         """Add a relation label before initialization. RETURNS (int): 1 if new, else 0."""
-        if not isinstance(label, str) or not label:
-            raise ValueError(f"Relation labels must be non-empty strings, got {label!r}.")
-        if label in self.relation_labels:
-            return 0
-        if self.model.get_ref("pair_head").has_dim("nO"):
-            raise ValueError(
-                f"Cannot add relation label {label!r} to '{self.name}' after initialization: the "
-                "model's output size is fixed. Re-initialize from scratch with all labels."
-            )
-        self.cfg["relation_labels"].append(label)
-        self.vocab.strings.add(label)
-        return 1
+        return self._add_to_labels(label, "relation_labels", "pair_head", "Relation labels")
 
     def predict(self, docs: Iterable[Doc]) -> GPLinkerScores:
         """Score every candidate entity and argument pair of the docs, without modifying them.
