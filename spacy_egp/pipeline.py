@@ -50,6 +50,12 @@ use_rope = true
 max_span_length = 128
 span_prior = 0.01
 
+[model.context]
+@architectures = "spacy.TorchBiLSTMEncoder.v1"
+width = 96
+depth = 1
+dropout = 0.0
+
 [model.tok2vec]
 @architectures = "spacy.Tok2Vec.v2"
 

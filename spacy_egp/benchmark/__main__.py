@@ -38,6 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                          help="config overrides for spacy train, e.g. paths.transformer=/path/to/model")
 
+    ablation = sub.add_parser("ablation", help="dev F1 of one accuracy lever at a time against the default EGP")
+    ablation.add_argument("dataset", help="a name for the results, e.g. cluener")
+    ablation.add_argument("--template", type=Path, required=True, help="the dataset's EGP config, e.g. configs/cluener_cnn.cfg")
+    ablation.add_argument("--corpus", type=Path, required=True, help="folder with train.spacy and dev.spacy")
+    ablation.add_argument("--levers", nargs="+", default=["schedule", "prior", "window2"],
+                          help="lever names (see ablation.LEVERS) or combined:a+b; the baseline always runs")
+    ablation.add_argument("--max-steps", type=int, required=True)
+    ablation.add_argument("--eval-frequency", type=int, default=250)
+    ablation.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")
+    ablation.add_argument("--output", type=Path, default=None, help="default: results/ablation/DATASET.json")
+    ablation.add_argument("--models", type=Path, default=Path("/tmp/ablation"), help="where trained pipelines go")
+
     long = sub.add_parser("long-docs", help="time and peak memory against document length")
     long.add_argument("--model", nargs="*", default=[], help="NAME=PATH of trained pipelines (default: untrained EGP)")
     long.add_argument("--lengths", type=int, nargs="+", default=[10000, 100000])
@@ -82,6 +94,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .report import format_dataset_table
 
         print(format_dataset_table(results))
+    elif args.command == "ablation":
+        from .ablation import run_ablation
+        from .report import format_ablation_table
+
+        summary = run_ablation(args.dataset, template=args.template, corpus=args.corpus, levers=args.levers,
+                               max_steps=args.max_steps, eval_frequency=args.eval_frequency, jobs=args.jobs,
+                               output=args.output, models=args.models)
+        print(format_ablation_table([summary]))
     elif args.command == "long-docs":
         from .long_docs import long_docs
 

@@ -83,6 +83,68 @@ def format_targets(datasets: List[Dict[str, Any]], long_rows: List[Dict[str, Any
     return "\n".join(lines)
 
 
+ABLATION_ORDER = ["baseline", "schedule", "prior", "window2", "bilstm", "bigram", "windows"]
+
+
+def _lever_order(lever: str) -> tuple:
+    return (ABLATION_ORDER.index(lever) if lever in ABLATION_ORDER else len(ABLATION_ORDER), lever)
+
+
+def format_ablation_table(summaries: List[Dict[str, Any]]) -> str:
+    """Rows: levers; columns: datasets; cells: best dev P / R / F (%) and F's change vs the baseline."""
+    summaries = [s for s in summaries if s.get("rows")]
+    levers = sorted({row["lever"] for s in summaries for row in s["rows"]}, key=_lever_order)
+    header = "| lever | " + " | ".join(
+        f"{s['dataset']} ({s['max_steps']:,} steps): dev P / R / **F** (Δ F)" for s in summaries) + " |"
+    lines = [header, "|---|" + "---|" * len(summaries)]
+    for lever in levers:
+        cells = []
+        for s in summaries:
+            rows = {row["lever"]: row for row in s["rows"]}
+            if lever not in rows:
+                cells.append("–")
+                continue
+            row = rows[lever]
+            cell = f"{_pct(row['dev_p'])} / {_pct(row['dev_r'])} / **{_pct(row['dev_f'])}**"
+            if lever != "baseline" and "baseline" in rows:
+                cell += f" ({(row['dev_f'] - rows['baseline']['dev_f']) * 100:+.2f})"
+            cell += f" @{row['best_step']}, {row['train_minutes']:.0f} min"
+            cells.append(cell)
+        lines.append(f"| {lever.replace('combined:', 'combined: ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
+    """The heading, caption, table and notes of results/README.md's Ablation section."""
+    if not any(s.get("rows") for s in summaries):
+        return []
+    budgets = ", ".join(f"{s['dataset']} {s['max_steps']:,} steps (dev every {s['eval_frequency']})"
+                        for s in summaries)
+    caption = (
+        "Dev split only (never test). One change at a time against the baseline = today's default config "
+        "(the dataset's `configs/*_cnn.cfg` with `span_prior = null` and a constant learning rate 0.002); "
+        "`combined` = the named levers together. CNN tok2vec, seed 0, one thread per training, at most two "
+        f"trainings at once on a shared 2-core machine (so the minutes are rough). Equal budget per dataset: {budgets} "
+        "— shorter than the shipped configs' budgets and not converged (most runs are best at or near their last "
+        "evaluation), so levers that speed up convergence are favoured. One seed per cell: dev F moves by up to "
+        "several points between consecutive evaluations of a single run, so differences below about 1–2 points "
+        "are not evidence either way. Scores are spaCy's own evaluation during "
+        "`spacy train`: P / R / F of the best evaluation (model-best), Δ F vs baseline in points, `@step` = the "
+        "step of that evaluation. Levers: `schedule` = warmup_linear (250 warm-up steps, decay to 0 at the "
+        "last step, peak 0.002); `prior` = `span_prior = 0.01`; `window2` = MaxoutWindowEncoder `window_size = 2`; "
+        "`bilstm` = `spacy.TorchBiLSTMEncoder.v1` (width 96, dropout 0) instead of the CNN; `bigram` = "
+        "`spacy_egp.CharBigramEmbed.v1` (left and right character bigrams added to MultiHashEmbed); `windows` = "
+        "`corpora.train.max_length = 256`."
+    )
+    notes = [f"- {s['dataset']}: {note}" for s in summaries for note in s.get("notes", [])]
+    for s in summaries:
+        for row in s["rows"]:
+            if row["lever"] == "bilstm" and row.get("bilstm_depth"):
+                notes.append(f"- {s['dataset']}: bilstm depth {row['bilstm_depth']}")
+    return ["### Ablation: accuracy levers (dev F1)", caption, format_ablation_table(summaries)] + (
+        ["\n".join(notes)] if notes else [])
+
+
 def format_params_table(rows: List[Dict[str, int]]) -> str:
     lines = ["| labels K | EGP head | GP head | GP / EGP |", "|---|---|---|---|"]
     for row in rows:
@@ -192,9 +254,14 @@ def write_report(results_dir: Path, readme: Path) -> None:
         parts += ["### Dense vs sparse ZLPR: one training update on one long doc (untrained EGP, 10 labels, "
                   "a gold span every 50 tokens)", format_loss_memory_table(loss_rows)]
     body = "\n\n".join(parts)
-    (results_dir / "README.md").write_text("# Benchmark results\n\n" + body + "\n")
+    # the ablation goes to results/README.md only, not into the project README's results section
+    # only the files written by `ablation` (other tools may leave their own JSON in that folder)
+    summaries = [json.loads(p.read_text()) for p in sorted((results_dir / "ablation").glob("*.json"))]
+    ablation = ablation_section([s for s in summaries if isinstance(s, dict) and {"dataset", "rows"} <= set(s)])
+    full = "\n\n".join(parts + ablation)
+    (results_dir / "README.md").write_text("# Benchmark results\n\n" + full + "\n")
     _replace_readme_section(readme, body.replace("](", "](results/"))
-    print(body)
+    print(full)
 
 
 def _read(path: Path) -> Any:

@@ -1,0 +1,301 @@
+"""Accuracy ablation: one change at a time against today's default EGP config.
+
+Every lever is a small function in `LEVERS` that edits a copy of the
+(uninterpolated) template config; `baseline` is applied first to every
+variant, so that each row differs from the baseline row by exactly one
+lever (or, for `combined`, by the levers named in it). Each variant is
+trained by `spacy train` in its own process with the same seed, steps and
+evaluation frequency; the dev scores are the ones spaCy's training loop
+computed (model-best/meta.json "performance" and the console log), never
+re-evaluated with other code.
+
+Layout:
+    results/ablation/DATASET/LEVER/config.cfg   the generated config
+    results/ablation/DATASET/LEVER/train.log    spacy train's console output
+    results/ablation/DATASET/LEVER/run.json     return code and wall time
+    results/ablation/DATASET.json               the rows, written by `run_ablation`
+    /tmp/ablation/DATASET/LEVER/                the trained pipelines (not kept)
+"""
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from thinc.api import Config
+
+COMPONENT = "efficient_globalpointer"
+MODEL = ("components", COMPONENT, "model")
+TOK2VEC = MODEL + ("tok2vec",)
+WIDTH_REF = "${components.efficient_globalpointer.model.tok2vec.embed.width}"
+BASE_LEARN_RATE = 0.002
+WARMUP_STEPS = 250
+WINDOW_MAX_LENGTH = 256
+BILSTM_DEPTH = 1
+BIGRAM_ROWS = 20000
+MODELS_ROOT = Path("/tmp/ablation")
+
+Lever = Callable[[Config, int], None]
+
+
+def _section(config: Config, path: tuple) -> Dict[str, Any]:
+    node = config
+    for key in path:
+        node = node[key]
+    return node
+
+
+def baseline(config: Config, max_steps: int) -> None:
+    """Today's default: no label-bias prior, constant learning rate 0.002."""
+    _section(config, MODEL)["span_prior"] = None
+    config["training"]["optimizer"]["learn_rate"] = BASE_LEARN_RATE
+
+
+def schedule(config: Config, max_steps: int) -> None:
+    """Linear warm-up over 250 steps to 0.002, then linear decay to 0 at the last step."""
+    config["training"]["optimizer"]["learn_rate"] = {
+        "@schedules": "warmup_linear.v1",
+        "warmup_steps": WARMUP_STEPS,
+        "total_steps": max_steps,
+        "initial_rate": BASE_LEARN_RATE,
+    }
+
+
+def prior(config: Config, max_steps: int) -> None:
+    """Label biases initialised to the log-odds of a 1 % span prior."""
+    _section(config, MODEL)["span_prior"] = 0.01
+
+
+def bilstm(config: Config, max_steps: int) -> None:
+    """A bidirectional LSTM encoder instead of the CNN (context to both ends of the doc)."""
+    _section(config, TOK2VEC)["encode"] = {
+        "@architectures": "spacy.TorchBiLSTMEncoder.v1",
+        "width": WIDTH_REF,
+        "depth": BILSTM_DEPTH,
+        "dropout": 0.0,
+    }
+
+
+def context(config: Config, max_steps: int) -> None:
+    """A BiLSTM context layer of the head's own (EfficientGlobalPointer.v2 `context`), the CNN tok2vec unchanged."""
+    _section(config, MODEL)["context"] = {
+        "@architectures": "spacy.TorchBiLSTMEncoder.v1",
+        "width": WIDTH_REF,
+        "depth": BILSTM_DEPTH,
+        "dropout": 0.0,
+    }
+
+
+def window2(config: Config, max_steps: int) -> None:
+    """CNN window of 2 tokens each side instead of 1 (receptive field 17 instead of 9 tokens)."""
+    _section(config, TOK2VEC)["encode"]["window_size"] = 2
+
+
+def bigram(config: Config, max_steps: int) -> None:
+    """Character-bigram features (left and right bigram) added to the hash embeddings."""
+    if config["nlp"]["lang"] != "zh":
+        raise ValueError("the bigram lever is for character-tokenized (zh) datasets")
+    embed = _section(config, TOK2VEC)["embed"]
+    embed["@architectures"] = "spacy_egp.CharBigramEmbed.v1"
+    embed["bigram_rows"] = BIGRAM_ROWS
+
+
+def windows(config: Config, max_steps: int) -> None:
+    """Train on sentence windows of at most 256 tokens (spaCy's corpus max_length)."""
+    config["corpora"]["train"]["max_length"] = WINDOW_MAX_LENGTH
+
+
+LEVERS: Dict[str, Lever] = {
+    "baseline": lambda config, max_steps: None,
+    "schedule": schedule,
+    "prior": prior,
+    "bilstm": bilstm,
+    "context": context,
+    "window2": window2,
+    "bigram": bigram,
+    "windows": windows,
+}
+
+
+def lever_names(name: str) -> List[str]:
+    """`combined:a+b+c` -> [a, b, c]; any other name -> [name]."""
+    if name.startswith("combined:"):
+        names = name.split(":", 1)[1].split("+")
+    else:
+        names = [name]
+    unknown = [n for n in names if n not in LEVERS]
+    if unknown:
+        raise ValueError(f"unknown lever(s) {unknown}; known: {sorted(LEVERS)} or combined:a+b")
+    return names
+
+
+def build_config(template: Config, lever: str, *, max_steps: int, eval_frequency: int) -> Config:
+    """The template with the baseline, then `lever` (or `combined:a+b`), applied; budget set."""
+    config = Config(copy.deepcopy(dict(template)), section_order=list(template.keys()))
+    baseline(config, max_steps)
+    for name in lever_names(lever):
+        LEVERS[name](config, max_steps)
+    config["training"]["max_steps"] = max_steps
+    config["training"]["eval_frequency"] = eval_frequency
+    return config
+
+
+def sentence_stats(train: Path, lang: str, max_length: int = WINDOW_MAX_LENGTH) -> Dict[str, int]:
+    """How many train docs have sentence boundaries, and how many exceed `max_length` tokens."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    docs = list(DocBin().from_disk(train).get_docs(spacy.blank(lang).vocab))
+    return {
+        "docs": len(docs),
+        "docs_with_sents": sum(doc.has_annotation("SENT_START") for doc in docs),
+        "docs_longer": sum(len(doc) > max_length for doc in docs),
+        "max_length": max_length,
+    }
+
+
+class AblationRun:
+    """One `spacy train` process for one lever; finished runs (run.json, rc 0, model-best) are reused."""
+
+    def __init__(self, dataset: str, lever: str, config: Config, corpus: Path, results: Path,
+                 models: Path = MODELS_ROOT):
+        slug = lever.replace(":", "-").replace("+", "-")
+        self.lever = lever
+        self.directory = results / dataset / slug
+        self.model_dir = models / dataset / slug
+        self.config_path = self.directory / "config.cfg"
+        self.log = self.directory / "train.log"
+        self.run_json = self.directory / "run.json"
+        self.config = config
+        self.command = [
+            sys.executable, "-m", "spacy", "train", str(self.config_path), "--output", str(self.model_dir),
+            "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+        ]
+        self.started = 0.0
+
+    def done(self) -> bool:
+        if not (self.run_json.exists() and (self.model_dir / "model-best" / "meta.json").exists()):
+            return False
+        return json.loads(self.run_json.read_text()).get("returncode") == 0
+
+    def start(self) -> subprocess.Popen:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config.to_disk(self.config_path, interpolate=False)
+        self.started = time.perf_counter()
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        with open(self.log, "w") as log:
+            return subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def finish(self, returncode: int) -> None:
+        self.run_json.write_text(json.dumps(
+            {"returncode": returncode, "train_wall_seconds": time.perf_counter() - self.started}, indent=2))
+
+    def row(self) -> Dict[str, Any]:
+        """Best dev P/R/F (model-best's meta.json), the step of the best evaluation, train minutes."""
+        meta = json.loads((self.model_dir / "model-best" / "meta.json").read_text())
+        performance = meta["performance"]
+        evaluations = parse_console_log(self.log.read_text())
+        best = max(evaluations, key=lambda e: e["score"]) if evaluations else {}
+        row = {
+            "lever": self.lever,
+            "dev_p": performance["spans_sc_p"],
+            "dev_r": performance["spans_sc_r"],
+            "dev_f": performance["spans_sc_f"],
+            "best_step": best.get("step"),
+            "last_step": evaluations[-1]["step"] if evaluations else None,
+            "last_dev_f": evaluations[-1]["f"] if evaluations else None,
+            "train_minutes": json.loads(self.run_json.read_text())["train_wall_seconds"] / 60,
+        }
+        if "bilstm" in lever_names(self.lever):
+            row["bilstm_depth"] = _section(self.config, TOK2VEC)["encode"]["depth"]
+        return row
+
+
+_ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+def parse_console_log(text: str) -> List[Dict[str, float]]:
+    """The evaluation rows of spaCy's console table: epoch, step, loss, F, P, R (in %), score."""
+    rows = []
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+        match = _ROW.match(line)
+        if match:
+            epoch, step, _loss, f, p, r, score = match.groups()
+            rows.append({"epoch": int(epoch), "step": int(step), "f": float(f) / 100, "p": float(p) / 100,
+                         "r": float(r) / 100, "score": float(score)})
+    return rows
+
+
+def _train_all(runs: List[AblationRun], jobs: int) -> None:
+    pending = [run for run in runs if not run.done()]
+    running: Dict[int, tuple] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            run = pending.pop(0)
+            process = run.start()
+            running[process.pid] = (run, process)
+            print(f"training {run.lever}: {' '.join(run.command)}", flush=True)
+        pid, status = os.wait()
+        if pid not in running:
+            continue
+        run, _process = running.pop(pid)
+        run.finish(os.waitstatus_to_exitcode(status))
+        print(f"finished {run.lever}: rc {os.waitstatus_to_exitcode(status)}", flush=True)
+
+
+def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str], max_steps: int,
+                 eval_frequency: int, jobs: int = 1, output: Optional[Path] = None,
+                 results: Path = Path("results/ablation"), models: Path = MODELS_ROOT) -> Dict[str, Any]:
+    """Train baseline + `levers` on `corpus`, at most `jobs` at once; write and return the rows."""
+    template_config = Config().from_disk(template, interpolate=False)
+    lang = template_config["nlp"]["lang"]
+    notes: List[str] = []
+    levers = ["baseline"] + [lever for lever in levers if lever != "baseline"]
+    stats = sentence_stats(corpus / "train.spacy", lang) if "windows" in levers else None
+    if stats and stats["docs_with_sents"] == 0:
+        levers.remove("windows")
+        notes.append(f"windows skipped: the train docs have no sentence boundaries; {stats['docs_longer']:,} of "
+                     f"{stats['docs']:,} train docs exceed {stats['max_length']} tokens")
+    runs = [AblationRun(dataset, lever, build_config(template_config, lever, max_steps=max_steps,
+                                                     eval_frequency=eval_frequency), corpus, results, models)
+            for lever in levers]
+    for run in runs:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        run.config.to_disk(run.config_path, interpolate=False)
+    _train_all(runs, jobs)
+    rows, failed = [], []
+    for run in runs:
+        if run.done():
+            rows.append(run.row())
+        else:
+            failed.append(run.lever)
+            notes.append(f"{run.lever} failed: see {run.log}")
+    summary = {
+        "dataset": dataset,
+        "template": str(template),
+        "corpus": str(corpus),
+        "max_steps": max_steps,
+        "eval_frequency": eval_frequency,
+        "parallel_trainings": jobs,
+        "sentence_stats": stats,
+        "notes": notes,
+        "rows": rows,
+    }
+    output = output or results / f"{dataset}.json"
+    # keep rows of earlier invocations for levers not run this time
+    if output.exists():
+        previous = json.loads(output.read_text())
+        mine = {row["lever"] for row in rows}
+        summary["rows"] = rows + [row for row in previous.get("rows", []) if row["lever"] not in mine]
+        summary["notes"] = notes + [n for n in previous.get("notes", []) if n not in notes
+                                    and not any(n.startswith(f"{lever} ") for lever in mine)]
+        if stats is None:
+            summary["sentence_stats"] = previous.get("sentence_stats")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(summary, indent=2))
+    return summary

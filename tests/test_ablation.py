@@ -1,0 +1,181 @@
+"""The ablation's variant configs, log parsing, reuse of finished runs and the report table (no training)."""
+
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from thinc.api import Config
+
+from spacy_egp.benchmark.ablation import LEVERS, build_config, lever_names, parse_console_log, run_ablation, sentence_stats
+from spacy_egp.benchmark.report import ablation_section, format_ablation_table
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+MODEL = "components.efficient_globalpointer.model"
+TOK2VEC = f"{MODEL}.tok2vec"
+STEPS, EVAL = 1000, 250
+
+
+def _flat(config: Config) -> Dict[str, Any]:
+    """section.key -> leaf value of the interpolated config (blocks are flattened too)."""
+    out: Dict[str, Any] = {}
+
+    def walk(node: Dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+
+    walk(config.interpolate(), "")
+    return out
+
+
+def _diff(a: Config, b: Config) -> Dict[str, tuple]:
+    fa, fb = _flat(a), _flat(b)
+    return {key: (fa.get(key), fb.get(key)) for key in set(fa) | set(fb) if fa.get(key) != fb.get(key)}
+
+
+@pytest.fixture(scope="module")
+def zh_template() -> Config:
+    return Config().from_disk(CONFIGS / "cluener_cnn.cfg", interpolate=False)
+
+
+@pytest.fixture(scope="module")
+def baseline(zh_template: Config) -> Config:
+    return build_config(zh_template, "baseline", max_steps=STEPS, eval_frequency=EVAL)
+
+
+def test_baseline_is_the_template_without_prior_and_with_constant_rate(zh_template: Config, baseline: Config) -> None:
+    diff = _diff(zh_template, baseline)
+    assert diff.pop(f"{MODEL}.span_prior") == (0.01, None)
+    assert diff.pop("training.max_steps")[1] == STEPS
+    assert diff.pop("training.eval_frequency")[1] == EVAL
+    assert diff == {}
+    assert baseline["training"]["optimizer"]["learn_rate"] == 0.002
+    assert zh_template[ "components"]["efficient_globalpointer"]["model"]["span_prior"] == 0.01  # not mutated
+
+
+def test_schedule(zh_template: Config, baseline: Config) -> None:
+    diff = _diff(baseline, build_config(zh_template, "schedule", max_steps=STEPS, eval_frequency=EVAL))
+    rate = "training.optimizer.learn_rate"
+    assert diff == {rate: (0.002, None), f"{rate}.@schedules": (None, "warmup_linear.v1"),
+                    f"{rate}.warmup_steps": (None, 250), f"{rate}.total_steps": (None, STEPS),
+                    f"{rate}.initial_rate": (None, 0.002)}
+
+
+def test_prior(zh_template: Config, baseline: Config) -> None:
+    diff = _diff(baseline, build_config(zh_template, "prior", max_steps=STEPS, eval_frequency=EVAL))
+    assert diff == {f"{MODEL}.span_prior": (None, 0.01)}
+
+
+def test_window2(zh_template: Config, baseline: Config) -> None:
+    diff = _diff(baseline, build_config(zh_template, "window2", max_steps=STEPS, eval_frequency=EVAL))
+    assert diff == {f"{TOK2VEC}.encode.window_size": (1, 2)}
+
+
+def test_bilstm(zh_template: Config, baseline: Config) -> None:
+    variant = build_config(zh_template, "bilstm", max_steps=STEPS, eval_frequency=EVAL)
+    diff = _diff(baseline, variant)
+    assert set(diff) == {f"{TOK2VEC}.encode.{key}" for key in
+                         ("@architectures", "window_size", "maxout_pieces", "depth", "dropout")}
+    encode = variant.interpolate()["components"]["efficient_globalpointer"]["model"]["tok2vec"]["encode"]
+    assert encode == {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 96, "depth": 1, "dropout": 0.0}
+
+
+def test_bigram(zh_template: Config, baseline: Config) -> None:
+    diff = _diff(baseline, build_config(zh_template, "bigram", max_steps=STEPS, eval_frequency=EVAL))
+    assert diff == {f"{TOK2VEC}.embed.@architectures": ("spacy.MultiHashEmbed.v2", "spacy_egp.CharBigramEmbed.v1"),
+                    f"{TOK2VEC}.embed.bigram_rows": (None, 20000)}
+
+
+def test_bigram_is_for_chinese_only() -> None:
+    template = Config().from_disk(CONFIGS / "genia_small_cnn.cfg", interpolate=False)
+    with pytest.raises(ValueError):
+        build_config(template, "bigram", max_steps=STEPS, eval_frequency=EVAL)
+
+
+def test_windows(zh_template: Config, baseline: Config) -> None:
+    diff = _diff(baseline, build_config(zh_template, "windows", max_steps=STEPS, eval_frequency=EVAL))
+    assert diff == {"corpora.train.max_length": (0, 256)}
+
+
+def test_combined_is_the_union(zh_template: Config, baseline: Config) -> None:
+    combined = _diff(baseline, build_config(zh_template, "combined:prior+window2", max_steps=STEPS,
+                                            eval_frequency=EVAL))
+    assert combined == {f"{MODEL}.span_prior": (None, 0.01), f"{TOK2VEC}.encode.window_size": (1, 2)}
+    assert lever_names("combined:prior+window2") == ["prior", "window2"]
+    with pytest.raises(ValueError):
+        lever_names("combined:prior+nope")
+
+
+@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram"}))
+@pytest.mark.parametrize("dataset", ["cluener", "cmeee5k", "genia_small", "msra"])
+def test_every_variant_config_loads(dataset: str, lever: str) -> None:
+    """Each variant is a valid spaCy training config (filled and validated, not trained)."""
+    template = Config().from_disk(CONFIGS / f"{dataset}_cnn.cfg", interpolate=False)
+    config = build_config(template, lever, max_steps=STEPS, eval_frequency=EVAL)
+    again = Config().from_str(config.to_str(interpolate=False), interpolate=False)
+    assert again == config  # what is written to disk is what was built
+    spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+LOG = """\x1b[38;5;4mℹ Initial learn rate: 0.002\x1b[0m
+E    #       LOSS EFFIC...  SPANS_SC_F  SPANS_SC_P  SPANS_SC_R  SCORE 
+---  ------  -------------  ----------  ----------  ----------  ------
+  0       0          20.18        0.09        0.05        2.96    0.00
+  0     250         500.73       14.82       71.35        8.27    0.15
+  1     500         154.78       53.87       71.90       43.07    0.54
+  2     750         121.57       50.00       75.81       40.00    0.50
+"""
+
+
+def test_parse_console_log() -> None:
+    rows = parse_console_log(LOG)
+    assert [r["step"] for r in rows] == [0, 250, 500, 750]
+    assert rows[2]["f"] == pytest.approx(0.5387) and rows[2]["r"] == pytest.approx(0.4307)
+    assert max(rows, key=lambda r: r["score"])["step"] == 500
+
+
+def _fake_run(results: Path, models: Path, dataset: str, lever: str, f: float) -> None:
+    (results / dataset / lever).mkdir(parents=True)
+    (results / dataset / lever / "train.log").write_text(LOG)
+    (results / dataset / lever / "run.json").write_text(json.dumps({"returncode": 0, "train_wall_seconds": 120}))
+    (models / dataset / lever / "model-best").mkdir(parents=True)
+    (models / dataset / lever / "model-best" / "meta.json").write_text(
+        json.dumps({"performance": {"spans_sc_f": f, "spans_sc_p": 0.7, "spans_sc_r": 0.4}}))
+
+
+def test_finished_runs_are_reused_and_tabled(tmp_path: Path) -> None:
+    """No training: every run already finished, so run_ablation only reads them back."""
+    results, models = tmp_path / "results", tmp_path / "models"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    nlp = spacy.blank("zh")
+    DocBin(docs=[nlp("北京" * 200), nlp("上海")]).to_disk(corpus / "train.spacy")
+    _fake_run(results, models, "toy", "baseline", 0.50)
+    _fake_run(results, models, "toy", "prior", 0.53)
+    summary = run_ablation("toy", template=CONFIGS / "cluener_cnn.cfg", corpus=corpus, levers=["prior", "windows"],
+                           max_steps=STEPS, eval_frequency=EVAL, jobs=2, results=results, models=models)
+    assert [row["lever"] for row in summary["rows"]] == ["baseline", "prior"]
+    assert summary["rows"][1]["best_step"] == 500 and summary["rows"][1]["train_minutes"] == 2
+    assert summary["sentence_stats"] == {"docs": 2, "docs_with_sents": 0, "docs_longer": 1, "max_length": 256}
+    assert "windows skipped" in summary["notes"][0] and "1 of 2" in summary["notes"][0]
+    assert (results / "toy" / "prior" / "config.cfg").exists()
+    assert json.loads((results / "toy.json").read_text()) == summary
+    table = format_ablation_table([summary])
+    assert "| prior | 70.00 / 40.00 / **53.00** (+3.00) @500, 2 min |" in table
+    section = "\n\n".join(ablation_section([summary]))
+    assert "Dev split only" in section and "windows skipped" in section
+
+
+def test_sentence_stats(tmp_path: Path) -> None:
+    nlp = spacy.blank("en")
+    doc = nlp("a b c")
+    for token in doc:
+        token.is_sent_start = token.i != 1
+    DocBin(docs=[doc, nlp("d e")]).to_disk(tmp_path / "train.spacy")
+    assert sentence_stats(tmp_path / "train.spacy", "en", max_length=2) == {
+        "docs": 2, "docs_with_sents": 1, "docs_longer": 1, "max_length": 2}
