@@ -48,12 +48,20 @@ def baseline(zh_template: Config) -> Config:
     return build_config(zh_template, "baseline", max_steps=STEPS, eval_frequency=EVAL)
 
 
-def test_baseline_is_the_template_without_prior_and_with_constant_rate(zh_template: Config, baseline: Config) -> None:
+def test_baseline_is_the_template_without_the_adopted_levers(zh_template: Config, baseline: Config) -> None:
     diff = _diff(zh_template, baseline)
     assert diff.pop(f"{MODEL}.span_prior") == (0.01, None)
     assert diff.pop("training.max_steps")[1] == STEPS
     assert diff.pop("training.eval_frequency")[1] == EVAL
-    assert diff == {}
+    assert diff.pop("training.optimizer.learn_rate") == (None, 0.002)
+    assert {key for key in diff if key.startswith("training.optimizer.learn_rate.")} == {
+        f"training.optimizer.learn_rate.{key}" for key in ("@schedules", "warmup_steps", "total_steps", "initial_rate")}
+    assert {key for key in diff if key.startswith(f"{MODEL}.context.")} == {
+        f"{MODEL}.context.{key}" for key in ("@architectures", "width", "depth", "dropout")}
+    assert diff.pop(f"{TOK2VEC}.embed.@architectures") == ("spacy_egp.CharBigramEmbed.v1", "spacy.MultiHashEmbed.v2")
+    assert diff.pop(f"{TOK2VEC}.embed.bigram_rows") == (20000, None)
+    rest = {key for key in diff if not key.startswith(("training.optimizer.learn_rate.", f"{MODEL}.context."))}
+    assert rest == set()
     assert baseline["training"]["optimizer"]["learn_rate"] == 0.002
     assert zh_template[ "components"]["efficient_globalpointer"]["model"]["span_prior"] == 0.01  # not mutated
 

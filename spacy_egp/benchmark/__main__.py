@@ -1,6 +1,7 @@
 """Command line of the benchmarks: python -m spacy_egp.benchmark COMMAND ..."""
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spacy_egp.benchmark", description=package_doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("annotate", help="annotation throughput, local vs Ray (own options: annotate --help)")
+    sub.add_parser("recall", help="recall of gold spans by span length, doc length, label (own options: recall --help)")
 
     compare = sub.add_parser("compare", help="train and evaluate EGP, GP, spancat and ner on one dataset")
     compare.add_argument("dataset", help="a name for the results, e.g. cluener")
@@ -79,7 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands with a parser of their own: `python -m spacy_egp.benchmark annotate --help`.
+OWN_PARSERS = {"annotate": "annotation", "recall": "recall"}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in OWN_PARSERS:
+        module = importlib.import_module(f".{OWN_PARSERS[argv[0]]}", __package__)
+        return module.main(argv[1:]) or 0
     args = _parser().parse_args(argv)
     if args.command == "compare":
         from .compare import run_dataset
