@@ -121,8 +121,9 @@ def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     budgets = ", ".join(f"{s['dataset']} {s['max_steps']:,} steps (dev every {s['eval_frequency']})"
                         for s in summaries)
     caption = (
-        "Dev split only (never test). One change at a time against the baseline = today's default config "
-        "(the dataset's `configs/*_cnn.cfg` with `span_prior = null` and a constant learning rate 0.002); "
+        "Dev split only (never test). One change at a time against the baseline = the default before this "
+        "ablation (the dataset's `configs/*_cnn.cfg` without the levers they now carry: `span_prior = null`, no "
+        "context layer, no bigrams, a constant learning rate 0.002); "
         "`combined` = the named levers together. CNN tok2vec, seed 0, one thread per training, at most two "
         f"trainings at once on a shared 2-core machine (so the minutes are rough). Equal budget per dataset: {budgets} "
         "— shorter than the shipped configs' budgets and not converged (most runs are best at or near their last "
@@ -132,7 +133,9 @@ def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "`spacy train`: P / R / F of the best evaluation (model-best), Δ F vs baseline in points, `@step` = the "
         "step of that evaluation. Levers: `schedule` = warmup_linear (250 warm-up steps, decay to 0 at the "
         "last step, peak 0.002); `prior` = `span_prior = 0.01`; `window2` = MaxoutWindowEncoder `window_size = 2`; "
-        "`bilstm` = `spacy.TorchBiLSTMEncoder.v1` (width 96, dropout 0) instead of the CNN; `bigram` = "
+        "`bilstm` = `spacy.TorchBiLSTMEncoder.v1` (width 96, dropout 0) instead of the CNN; `context` = the same "
+        "BiLSTM as a context layer of the EGP head's own (`context` of `EfficientGlobalPointer.v2`), after the "
+        "unchanged CNN; `bigram` = "
         "`spacy_egp.CharBigramEmbed.v1` (left and right character bigrams added to MultiHashEmbed); `windows` = "
         "`corpora.train.max_length = 256`."
     )
@@ -254,13 +257,16 @@ def write_report(results_dir: Path, readme: Path) -> None:
         parts += ["### Dense vs sparse ZLPR: one training update on one long doc (untrained EGP, 10 labels, "
                   "a gold span every 50 tokens)", format_loss_memory_table(loss_rows)]
     body = "\n\n".join(parts)
-    # the ablation goes to results/README.md only, not into the project README's results section
-    # only the files written by `ablation` (other tools may leave their own JSON in that folder)
+    # only the files written by `ablation` (other tools leave their own JSON in that folder)
     summaries = [json.loads(p.read_text()) for p in sorted((results_dir / "ablation").glob("*.json"))]
     ablation = ablation_section([s for s in summaries if isinstance(s, dict) and {"dataset", "rows"} <= set(s)])
-    full = "\n\n".join(parts + ablation)
+    # the tables of `benchmark recall` (written beside their JSON)
+    recall = [p.read_text().strip() for p in sorted((results_dir / "ablation").glob("*recall*.md"))]
+    if recall:
+        recall.insert(0, "### Where EGP misses: recall of the CMeEE-5k dev gold spans by span length (`benchmark recall`)")
+    full = "\n\n".join(parts + ablation + recall)
     (results_dir / "README.md").write_text("# Benchmark results\n\n" + full + "\n")
-    _replace_readme_section(readme, body.replace("](", "](results/"))
+    _replace_readme_section(readme, "\n\n".join([body] + ablation + recall).replace("](", "](results/"))
     print(full)
 
 
