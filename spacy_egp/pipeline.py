@@ -42,6 +42,9 @@ DEFAULT_SPANS_KEY = "sc"
 # token); bounds decoding's memory when a threshold is too low for the model.
 DEFAULT_MAX_SPANS_PER_TOKEN = 4.0
 
+# No `context` layer here, though the shipped configs have one: spaCy merges a user's model block into
+# this default, so a fixed-width BiLSTM would outlive a tok2vec of another width (a transformer
+# listener) and fail inside torch. Configs set it next to the tok2vec whose width it shares.
 default_model_config = """
 [model]
 @architectures = "spacy_egp.EfficientGlobalPointer.v2"
@@ -49,12 +52,6 @@ head_size = 64
 use_rope = true
 max_span_length = 128
 span_prior = 0.01
-
-[model.context]
-@architectures = "spacy.TorchBiLSTMEncoder.v1"
-width = 96
-depth = 1
-dropout = 0.0
 
 [model.tok2vec]
 @architectures = "spacy.Tok2Vec.v2"
