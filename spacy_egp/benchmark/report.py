@@ -264,6 +264,9 @@ def write_report(results_dir: Path, readme: Path) -> None:
     recall = [p.read_text().strip() for p in sorted((results_dir / "ablation").glob("*recall*.md"))]
     if recall:
         recall.insert(0, "### Where EGP misses: recall of the CMeEE-5k dev gold spans by span length (`benchmark recall`)")
+    annotate = results_dir / "annotate.md"
+    if annotate.exists():  # written by `benchmark annotate`; its title becomes a subsection
+        recall.append("### " + annotate.read_text().strip().lstrip("# "))
     full = "\n\n".join(parts + ablation + recall)
     (results_dir / "README.md").write_text("# Benchmark results\n\n" + full + "\n")
     _replace_readme_section(readme, "\n\n".join([body] + ablation + recall).replace("](", "](results/"))
