@@ -39,7 +39,7 @@ def test_every_pipeline_gets_the_same_tok2vec_seed_and_budget():
         assert config["training"]["batcher"] == resolved["egp"]["training"]["batcher"]
     assert all(t == tok2vecs[0] for t in tok2vecs)
     assert resolved["spancat"]["components"]["spancat"]["suggester"]["max_size"] == 7
-    assert resolved["gp"]["components"]["efficient_globalpointer"]["model"]["@architectures"] == "spacy_egp.GlobalPointer.v1"
+    assert resolved["gp"]["components"]["efficient_globalpointer"]["model"]["@architectures"] == "spacy_egp.GlobalPointer.v2"
 
 
 @pytest.mark.parametrize("name", PIPELINES)
