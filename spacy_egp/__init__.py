@@ -7,7 +7,7 @@ component, architectures and scorer without `import spacy_egp`.
 from .model import build_efficient_globalpointer, build_globalpointer
 from .pipeline import EfficientGlobalPointer, make_efficient_globalpointer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "EfficientGlobalPointer",
