@@ -87,8 +87,12 @@ def raw_tok2vec(model: Model) -> Model:
 
 
 def parameter_count(model: Model) -> int:
-    return sum(node.get_param(name).size for node in model.walk()
-               for name in node.param_names if node.has_param(name))
+    """Thinc parameters plus those of wrapped torch modules (e.g. a BiLSTM context layer)."""
+    thinc = sum(node.get_param(name).size for node in model.walk()
+                for name in node.param_names if node.has_param(name))
+    torch = sum(param.numel() for node in model.walk() for shim in node.shims
+                for param in getattr(shim, "_model").parameters() if hasattr(getattr(shim, "_model"), "parameters"))
+    return thinc + torch
 
 
 def head_parameter_count(model: Model, tok2vec: Model) -> int:
