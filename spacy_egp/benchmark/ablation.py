@@ -34,6 +34,7 @@ MODEL = ("components", COMPONENT, "model")
 TOK2VEC = MODEL + ("tok2vec",)
 WIDTH_REF = "${components.efficient_globalpointer.model.tok2vec.embed.width}"
 BASE_LEARN_RATE = 0.002
+SINGLE_LEARN_RATE = 0.00005
 WARMUP_STEPS = 250
 WINDOW_MAX_LENGTH = 256
 BILSTM_DEPTH = 1
@@ -50,12 +51,22 @@ def _section(config: Config, path: tuple) -> Dict[str, Any]:
     return node
 
 
+def is_transformer(config: Config) -> bool:
+    """Whether the template's tok2vec listens to a spacy-transformers encoder."""
+    return "transformer" in config["components"]
+
+
 def baseline(config: Config, max_steps: int) -> None:
     """The default before the ablation: no span prior, no context layer, no bigrams, constant rate 0.002.
 
-    The shipped configs now carry the levers that won; each is taken out here, so
-    that every lever is measured against the same starting point.
+    The shipped CNN configs now carry the levers that won; each is taken out here, so
+    that every lever is measured against the same starting point. A transformer
+    template is its own baseline: the shipped recipe (encoder 2e-5, head x50,
+    warmup then linear decay to max_steps, span prior), each lever one change to it.
     """
+    if is_transformer(config):
+        _section(config, ("training", "optimizer", "learn_rate"))["total_steps"] = max_steps
+        return
     model = _section(config, MODEL)
     model["span_prior"] = None
     model.pop("context", None)
@@ -92,13 +103,24 @@ def bilstm(config: Config, max_steps: int) -> None:
 
 
 def context(config: Config, max_steps: int) -> None:
-    """A BiLSTM context layer of the head's own (EfficientGlobalPointer.v2 `context`), the CNN tok2vec unchanged."""
+    """A BiLSTM context layer of the head's own (EfficientGlobalPointer.v2 `context`), the tok2vec unchanged."""
     _section(config, MODEL)["context"] = {
         "@architectures": "spacy.TorchBiLSTMEncoder.v1",
-        "width": WIDTH_REF,
+        "width": token_width(config),
         "depth": BILSTM_DEPTH,
         "dropout": 0.0,
     }
+
+
+def single_lr(config: Config, max_steps: int) -> None:
+    """Transformer: one learning rate for encoder and head (5e-5, spaCy's transformer default; head_lr_scale 1)."""
+    _section(config, ("components", COMPONENT))["head_lr_scale"] = 1.0
+    _section(config, ("training", "optimizer", "learn_rate"))["initial_rate"] = SINGLE_LEARN_RATE
+
+
+def no_prior(config: Config, max_steps: int) -> None:
+    """No span prior: zero label biases and an unscaled q/k projection (the v1 start)."""
+    _section(config, MODEL)["span_prior"] = None
 
 
 def window2(config: Config, max_steps: int) -> None:
@@ -120,6 +142,19 @@ def windows(config: Config, max_steps: int) -> None:
     config["corpora"]["train"]["max_length"] = WINDOW_MAX_LENGTH
 
 
+def token_width(config: Config) -> Any:
+    """The width of the tok2vec's vectors: the CNN's embed width, or the transformer folder's hidden_size."""
+    if not is_transformer(config):
+        return WIDTH_REF
+    folder = config["paths"].get("transformer")
+    if not folder or not (Path(folder) / "config.json").exists():
+        raise ValueError(
+            f"the context lever on a transformer needs its hidden size: pass the local model folder, e.g. "
+            f"--set paths.transformer=/path/to/model (got paths.transformer = {folder!r})"
+        )
+    return json.loads((Path(folder) / "config.json").read_text())["hidden_size"]
+
+
 LEVERS: Dict[str, Lever] = {
     "baseline": lambda config, max_steps: None,
     "schedule": schedule,
@@ -129,6 +164,8 @@ LEVERS: Dict[str, Lever] = {
     "window2": window2,
     "bigram": bigram,
     "windows": windows,
+    "single_lr": single_lr,
+    "no_prior": no_prior,
 }
 
 
@@ -144,9 +181,13 @@ def lever_names(name: str) -> List[str]:
     return names
 
 
-def build_config(template: Config, lever: str, *, max_steps: int, eval_frequency: int) -> Config:
-    """The template with the baseline, then `lever` (or `combined:a+b`), applied; budget set."""
+def build_config(template: Config, lever: str, *, max_steps: int, eval_frequency: int,
+                 overrides: Optional[Dict[str, str]] = None) -> Config:
+    """The template with `overrides` (SECTION.KEY -> value), the baseline, then `lever` (or `combined:a+b`); budget set."""
     config = Config(copy.deepcopy(dict(template)), section_order=list(template.keys()))
+    for key, value in (overrides or {}).items():
+        *sections, name = key.split(".")
+        _section(config, tuple(sections))[name] = value
     baseline(config, max_steps)
     for name in lever_names(lever):
         LEVERS[name](config, max_steps)
@@ -226,18 +267,20 @@ class AblationRun:
         return row
 
 
-_ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+# epoch, step, one loss column per trained component (two with a transformer), F, P, R (in %), score
+_ROW = re.compile(r"^\s*(\d+)\s+(\d+)((?:\s+[\d.]+)+)\s*$")
 
 
 def parse_console_log(text: str) -> List[Dict[str, float]]:
-    """The evaluation rows of spaCy's console table: epoch, step, loss, F, P, R (in %), score."""
+    """The evaluation rows of spaCy's console table: epoch, step, loss(es), F, P, R (in %), score."""
     rows = []
     for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
         match = _ROW.match(line)
-        if match:
-            epoch, step, _loss, f, p, r, score = match.groups()
-            rows.append({"epoch": int(epoch), "step": int(step), "f": float(f) / 100, "p": float(p) / 100,
-                         "r": float(r) / 100, "score": float(score)})
+        numbers = match.group(3).split() if match else []
+        if len(numbers) >= 5:
+            f, p, r, score = numbers[-4:]
+            rows.append({"epoch": int(match.group(1)), "step": int(match.group(2)), "f": float(f) / 100,
+                         "p": float(p) / 100, "r": float(r) / 100, "score": float(score)})
     return rows
 
 
@@ -260,7 +303,8 @@ def _train_all(runs: List[AblationRun], jobs: int) -> None:
 
 def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str], max_steps: int,
                  eval_frequency: int, jobs: int = 1, output: Optional[Path] = None,
-                 results: Path = Path("results/ablation"), models: Path = MODELS_ROOT) -> Dict[str, Any]:
+                 results: Path = Path("results/ablation"), models: Path = MODELS_ROOT,
+                 overrides: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Train baseline + `levers` on `corpus`, at most `jobs` at once; write and return the rows."""
     template_config = Config().from_disk(template, interpolate=False)
     lang = template_config["nlp"]["lang"]
@@ -272,7 +316,8 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
         notes.append(f"windows skipped: the train docs have no sentence boundaries; {stats['docs_longer']:,} of "
                      f"{stats['docs']:,} train docs exceed {stats['max_length']} tokens")
     runs = [AblationRun(dataset, lever, build_config(template_config, lever, max_steps=max_steps,
-                                                     eval_frequency=eval_frequency), corpus, results, models)
+                                                     eval_frequency=eval_frequency, overrides=overrides),
+                        corpus, results, models)
             for lever in levers]
     for run in runs:
         run.directory.mkdir(parents=True, exist_ok=True)
@@ -292,6 +337,7 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
         "max_steps": max_steps,
         "eval_frequency": eval_frequency,
         "parallel_trainings": jobs,
+        "overrides": overrides or {},
         "sentence_stats": stats,
         "notes": notes,
         "rows": rows,
