@@ -1,0 +1,101 @@
+"""Markdown of the relation benchmark, from the OUTPUT/relations.json files that `relations` writes.
+
+`python -m spacy_egp.benchmark report` puts `relation_sections(results/)` into
+results/README.md and README.md's generated Results section; no figure is typed in.
+"""
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+NAMES = {
+    "gplinker-egp": "gplinker, EGP pair pointers",
+    "gplinker-gp": "gplinker, GP pair pointers",
+    "baseline": "spaCy ner + pair classifier",
+}
+TARGET_MARGIN, TARGET_FLOOR = 5.0, 55.0  # issue 19: with MiniLM, gplinker ≥ baseline + 5 and ≥ 55 strict F
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{value * 100:.2f}"
+
+
+def _relation_types(results: Dict[str, Any]) -> List[str]:
+    return sorted({label for row in results["rows"] for label in row.get("test_relations_per_type", {})})
+
+
+def format_relations_table(results: Dict[str, Any]) -> str:
+    """One row per pipeline: strict and untyped relation P/R/F, entity F, F per relation type, cost."""
+    types = _relation_types(results)
+    header = (["pipeline", "strict P", "strict R", "strict F", "untyped P", "untyped R", "untyped F", "entity F"]
+              + [f"{t} F" for t in types]
+              + ["strict F, spaCy tokenizer", "train min", "infer words/s (1 thread)"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in results["rows"]:
+        per_type = row.get("test_relations_per_type", {})
+        cells = [
+            NAMES.get(row["pipeline"], row["pipeline"]),
+            _pct(row["test_relations_p"]), _pct(row["test_relations_r"]), f"**{_pct(row['test_relations_f'])}**",
+            _pct(row["test_relations_untyped_p"]), _pct(row["test_relations_untyped_r"]),
+            _pct(row["test_relations_untyped_f"]), _pct(row["test_spans_sc_f"]),
+        ] + [_pct(per_type[t]["f"]) if t in per_type else "–" for t in types] + [
+            _pct(row["test_spacy_tokens_relations_f"]),
+            f"{row['train_wall_seconds'] / 60:.1f}",
+            f"{row['inference_words_per_second']:,.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def relations_heading(results: Dict[str, Any]) -> str:
+    rows = results["rows"]
+    steps = ", ".join(f"{NAMES.get(r['pipeline'], r['pipeline'])} {r['train_steps']:,}" for r in rows)
+    retokenized = rows[0]["test_sentences_retokenized"] if rows else 0
+    return (
+        f"### {results['dataset']} relations — {results['tok2vec']} encoder (`{results['template']}`)\n\n"
+        f"Test split of SPLITS.md ({rows[0]['test_docs']:,} sentences). Every pipeline is generated from the "
+        "same gplinker config: same encoder, seed, batcher, optimizer and budget (training steps: "
+        f"{steps}); model-best selected on dev by strict relation F. The baseline is spaCy `ner` plus a "
+        "pairwise classifier built as in explosion's rel_component tutorial (candidate pairs of `doc.ents` "
+        "within the same `max_pair_distance`, mean-pooled entity vectors of the shared encoder concatenated, "
+        f"a ReLU layer of {results.get('baseline_hidden_width', '?')}, a sigmoid per relation type; trained on "
+        "the gold entities), scored by the same "
+        "scorer. spaCy `ner` learns at the optimizer's rate, which has no per-component scale; the "
+        "classifier and gplinker's heads at `head_lr_scale` times it. Strict = both arguments' boundaries "
+        "and entity types and the relation type right; untyped = argument boundaries and relation type. "
+        "Scored on CoNLL04's own tokens (training and dev too: `gold_preproc`), as SpERT reports; the "
+        "\"spaCy tokenizer\" column scores the same pipelines on the raw text through spaCy's English "
+        f"tokenizer, which re-splits {retokenized} of the {rows[0]['test_docs']} test sentences. Inference: "
+        "raw text through `nlp.pipe`, one process, one thread, CPU, best of 3."
+    )
+
+
+def format_relation_targets(all_results: List[Dict[str, Any]]) -> str:
+    """Issue 19's MiniLM targets, computed from the same files (only where the rows exist)."""
+    lines = []
+    for results in all_results:
+        rows = {row["pipeline"]: row for row in results["rows"]}
+        if results["tok2vec"] == "CNN" or "gplinker-egp" not in rows:
+            continue
+        egp = rows["gplinker-egp"]["test_relations_f"] * 100
+        name = f"{results['dataset']} ({results['tok2vec']})"
+        if "baseline" in rows:
+            gap = egp - rows["baseline"]["test_relations_f"] * 100
+            lines.append(f"| gplinker strict F ≥ baseline + {TARGET_MARGIN:g} | {name} | {gap:+.2f} points | "
+                         f"{'yes' if gap >= TARGET_MARGIN else '**no**'} |")
+        lines.append(f"| gplinker strict F ≥ {TARGET_FLOOR:g} | {name} | {egp:.2f} | "
+                     f"{'yes' if egp >= TARGET_FLOOR else '**no**'} |")
+    return "\n".join(["| target | dataset | measured | met |", "|---|---|---|---|"] + lines) if lines else ""
+
+
+def relation_sections(results_dir: Path) -> List[str]:
+    """Heading, caption and table of each results/*/relations.json, and the targets."""
+    all_results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/relations.json"))]
+    all_results = [r for r in all_results if r.get("rows")]
+    parts: List[str] = []
+    for results in all_results:
+        parts += [relations_heading(results), format_relations_table(results)]
+    targets = format_relation_targets(all_results)
+    if targets:
+        parts += ["### Relation targets (issue 19, MiniLM, test)", targets]
+    return parts

@@ -1,0 +1,207 @@
+"""The relation benchmark: the ner + pair-classifier baseline, the resumable runner, the generated tables."""
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.cli.train import train as spacy_train
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from thinc.api import Config
+
+from spacy_egp.benchmark import relations as bench
+from spacy_egp.benchmark.relations_baseline import RelationClassifier, candidate_pairs
+from spacy_egp.benchmark.relations_report import format_relations_table
+from spacy_egp.benchmark.report import START, END, write_report
+from spacy_egp.convert import main as convert_main
+from spacy_egp.gold import relation_offsets
+from spacy_egp.relations import relations_score
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.fixture(scope="module")
+def conll04_slice(shared_data, tmp_path_factory) -> Path:
+    """100 CoNLL04 training sentences as train, dev and test (with doc.ents for ner), as the runner writes them."""
+    folder = tmp_path_factory.mktemp("conll04")
+    raw = folder / "raw"
+    assert convert_main(["conll04", str(shared_data / "conll04" / "train.json"), str(raw / "train.spacy"),
+                         "--lang", "en", "--limit", "100"]) == 0
+    for split in ("dev", "test"):
+        (raw / f"{split}.spacy").write_bytes((raw / "train.spacy").read_bytes())
+    bench.write_corpus(raw, folder / "corpus", "en")
+    return folder / "corpus"
+
+
+def _baseline_config(corpus: Path, log: Path, max_steps: int) -> Config:
+    template = Config().from_disk(CONFIGS / "conll04_cnn.cfg", interpolate=False)
+    return bench.pipeline_config(template, "baseline", log_path=str(log), corpus=corpus,
+                                 max_steps=max_steps, eval_frequency=max_steps)
+
+
+@pytest.fixture(scope="module")
+def baseline_fit(conll04_slice, tmp_path_factory):
+    """The baseline, trained 60 steps (about 10 epochs) on the slice, and the same pipeline untrained (both on disk)."""
+    folder = tmp_path_factory.mktemp("baseline")
+    config = _baseline_config(conll04_slice, folder / "log.jsonl", max_steps=60)
+    config.to_disk(folder / "baseline.cfg", interpolate=False)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    nlp.initialize(lambda: _examples(nlp, conll04_slice / "train.spacy"))
+    nlp.to_disk(folder / "untrained")
+    spacy_train(folder / "baseline.cfg", folder / "training")
+    return folder / "training" / "model-last", folder / "untrained"
+
+
+def _examples(nlp, path: Path):
+    return [Example(Doc(nlp.vocab, words=[t.text for t in doc]), doc)
+            for doc in DocBin().from_disk(path).get_docs(nlp.vocab)]
+
+
+def test_baseline_learns_ner_and_relations(baseline_fit, conll04_slice):
+    trained, untrained = baseline_fit
+    scores = {name: bench.evaluate_relations(str(path), str(conll04_slice / "test.spacy"), batch_size=64)
+              for name, path in (("trained", trained), ("untrained", untrained))}
+    print({name: (s["test_relations_f"], s["test_spans_sc_f"]) for name, s in scores.items()})
+    assert scores["untrained"]["test_relations_f"] < 0.05
+    assert scores["trained"]["test_spans_sc_f"] >= 0.5
+    assert scores["trained"]["test_relations_f"] >= scores["untrained"]["test_relations_f"] + 0.2
+    # scored on the dataset's tokens and, the second way, on spaCy's
+    assert scores["trained"]["test_spacy_tokens_relations_f"] is not None
+
+
+def test_baseline_classifier_on_gold_entities(baseline_fit, conll04_slice):
+    """Given the gold entities, the trained classifier finds the gold relations far better than the untrained one."""
+    f = {}
+    for name, path in zip(("trained", "untrained"), baseline_fit):
+        nlp = spacy.load(path)
+        classifier = nlp.get_pipe(bench.BASELINE_RELATIONS)
+        assert isinstance(classifier, RelationClassifier)
+        gold = list(DocBin().from_disk(conll04_slice / "train.spacy").get_docs(nlp.vocab))
+        docs = [Doc(nlp.vocab, words=[t.text for t in doc]) for doc in gold]
+        for doc, reference in zip(docs, gold):
+            doc.ents = [doc.char_span(e.start_char, e.end_char, label=e.label_) for e in reference.ents]
+        docs = list(classifier.pipe(nlp.get_pipe("tok2vec").pipe(docs)))
+        f[name] = relations_score([Example(d, g) for d, g in zip(docs, gold)])["relations_f"] or 0.0
+    assert f["trained"] >= 0.5 and f["trained"] >= f["untrained"] + 0.3, f
+
+
+def test_candidate_pairs_are_the_tutorials_instances():
+    doc = Doc(spacy.blank("en").vocab, words="a b c d e f g h".split())
+    ents = [doc[0:1], doc[2:4], doc[7:8]]
+    pairs = candidate_pairs(ents, max_pair_distance=2)
+    assert [(h.start, t.start) for h, t in pairs] == [(0, 2), (2, 0)]
+    assert len(candidate_pairs(ents, max_pair_distance=7)) == 6  # ordered, never an entity with itself
+
+
+def test_baseline_writes_relations_in_gplinkers_format(baseline_fit, conll04_slice):
+    nlp = spacy.load(baseline_fit[0])
+    gold = next(DocBin().from_disk(conll04_slice / "test.spacy").get_docs(nlp.vocab))
+    doc = nlp(gold.text)
+    assert list(doc.spans["sc"]) == list(doc.ents)
+    for relation in doc._.relations:
+        assert relation.head in doc.ents and relation.tail in doc.ents
+        assert 0.5 <= relation.score <= 1
+    assert {r.label for r in relation_offsets(doc)} <= set(nlp.get_pipe(bench.BASELINE_RELATIONS).labels)
+
+
+# --------------------------------------------------------------------------
+# Configs, resume, report
+# --------------------------------------------------------------------------
+
+
+def test_configs_share_the_template_and_read_the_given_tokens(tmp_path):
+    template = Config().from_disk(CONFIGS / "conll04_trf_offline.cfg", interpolate=False)
+    configs = {name: bench.pipeline_config(template, name, log_path="log", corpus=tmp_path)
+               for name in ("gplinker-gp", "baseline")}
+    for config in configs.values():
+        assert config["corpora"]["train"]["gold_preproc"] and config["corpora"]["dev"]["gold_preproc"]
+        assert config["training"]["optimizer"] == template["training"]["optimizer"]
+        assert config["components"]["transformer"] == template["components"]["transformer"]
+    baseline = configs["baseline"]
+    assert baseline["nlp"]["pipeline"] == ["transformer", "ner", bench.BASELINE_RELATIONS]
+    listener = template["components"]["gplinker"]["model"]["tok2vec"]
+    assert baseline["components"]["ner"]["model"]["tok2vec"] == listener
+    assert baseline["components"][bench.BASELINE_RELATIONS]["model"]["tok2vec"] == listener
+    assert baseline["components"][bench.BASELINE_RELATIONS]["head_lr_scale"] == template["components"]["gplinker"]["head_lr_scale"]
+    if bench.gplinker_v2_registered():
+        assert configs["gplinker-gp"]["components"]["gplinker"]["model"]["pair_pointer"] == "gp"
+
+
+class _FakeRuns:
+    """Stands in for the trainings and evaluations (subprocesses), recording which pipelines ran."""
+
+    def __init__(self, monkeypatch):
+        self.trained = []
+        monkeypatch.setattr(bench, "_train", self.train)
+        monkeypatch.setattr(bench, "_training_log", lambda log: {"train_steps": 7})
+        monkeypatch.setattr(bench, "_evaluate_in_subprocess", lambda model, test, batch_size: {"model": str(model)})
+
+    def train(self, name, config, output, config_hash, gpu_id):
+        self.trained.append(name)
+        assert Config().from_disk(config)  # the generated config is written before training
+        return {"train_wall_seconds": 1.0}
+
+
+def test_resume_skips_done_pipelines_and_reruns_changed_ones(conll04_slice, tmp_path, monkeypatch):
+    runs = _FakeRuns(monkeypatch)
+    corpus = tmp_path / "corpus-in"
+    corpus.mkdir()
+    vocab = spacy.blank("en").vocab
+    for split in ("train", "dev", "test"):
+        docs = list(DocBin().from_disk(conll04_slice / f"{split}.spacy").get_docs(vocab))[:5]
+        DocBin(docs=docs, store_user_data=True).to_disk(corpus / f"{split}.spacy")
+    kwargs = dict(template=CONFIGS / "conll04_cnn.cfg", corpus=corpus, output=tmp_path / "out",
+                  pipelines=["gplinker-gp", "baseline"], max_steps=10)
+    first = bench.run_relations("conll04", **kwargs)
+    assert runs.trained == ["gplinker-gp", "baseline"]
+    assert [row["pipeline"] for row in first["rows"]] == ["gplinker-gp", "baseline"]
+    out = tmp_path / "out"
+    part = json.loads((out / "parts" / "baseline.json").read_text())
+    assert part["config_sha256"] == bench.config_sha256(Config().from_disk(out / "configs" / "baseline.cfg",
+                                                                           interpolate=False))
+    bench.run_relations("conll04", **kwargs)
+    assert runs.trained == ["gplinker-gp", "baseline"]  # nothing ran again
+    bench.run_relations("conll04", **dict(kwargs, pipelines=["baseline"], max_steps=11))
+    assert runs.trained == ["gplinker-gp", "baseline", "baseline"]
+    merged = json.loads((out / "relations.json").read_text())
+    assert [row["pipeline"] for row in merged["rows"]] == ["gplinker-gp", "baseline"]
+    # a changed corpus is a changed run too
+    DocBin(docs=list(DocBin().from_disk(corpus / "test.spacy").get_docs(vocab))[:4],
+           store_user_data=True).to_disk(corpus / "test.spacy")
+    bench.run_relations("conll04", **dict(kwargs, pipelines=["gplinker-gp"]))
+    assert runs.trained[-1] == "gplinker-gp" and len(runs.trained) == 4
+
+
+def _row(name: str, f: float) -> dict:
+    return {
+        "pipeline": name, "train_wall_seconds": 90.0 + f, "train_steps": 100, "test_docs": 3,
+        "test_sentences_retokenized": 1, "inference_words_per_second": 1234.5,
+        "test_relations_p": f, "test_relations_r": f / 2, "test_relations_f": f * 2 / 3,
+        "test_relations_untyped_p": f, "test_relations_untyped_r": f, "test_relations_untyped_f": f,
+        "test_spans_sc_p": 0.9, "test_spans_sc_r": 0.8, "test_spans_sc_f": 0.85,
+        "test_relations_per_type": {"Kill": {"p": f, "r": f, "f": f}},
+        "test_spacy_tokens_relations_f": f / 3,
+    }
+
+
+def test_report_generates_the_tables_from_the_result_files(tmp_path):
+    results = tmp_path / "results"
+    for folder, tok2vec, f in (("conll04", "CNN", 0.3), ("conll04-minilm", "MiniLM", 0.6)):
+        (results / folder).mkdir(parents=True)
+        rows = [_row("gplinker-egp", f), _row("baseline", f / 2)]
+        (results / folder / "relations.json").write_text(json.dumps(
+            {"dataset": "conll04", "tok2vec": tok2vec, "template": "t.cfg", "machine": {}, "rows": rows}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\nrest\n")
+    write_report(results, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{END}\nrest\n") and "\nold\n" not in text
+    table = format_relations_table(json.loads((results / "conll04-minilm" / "relations.json").read_text()))
+    assert table in text and table in (results / "README.md").read_text()
+    egp_line = next(line for line in table.splitlines() if line.startswith("| gplinker, EGP"))
+    assert "| 60.00 | 30.00 | **40.00** |" in egp_line and "| 20.00 | 1.5 | 1,234 |" in egp_line
+    # targets: MiniLM only; 40.00 - 20.00 = +20 points over the baseline, below the floor of 55
+    assert "| gplinker strict F ≥ baseline + 5 | conll04 (MiniLM) | +20.00 points | yes |" in text
+    assert "| gplinker strict F ≥ 55 | conll04 (MiniLM) | 40.00 | **no** |" in text
+    assert "conll04 (CNN)" not in text
