@@ -118,6 +118,21 @@ def test_tiny_comparison_end_to_end(shared_data, tmp_path):
     assert "| spaCy spancat |" in text and "results/f1.png" in text
     assert (results_dir / "f1.png").stat().st_size > 1000 and (results_dir / "README.md").exists()
 
+    # resume: the same command finds every part done with the same config and trains nothing
+    again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training " not in again.stdout and again.stdout.count("skipped") == 4
+    assert json.loads((results_dir / "tiny" / "results.json").read_text())["rows"] == results["rows"]
+    # a changed config retrains the selected pipeline; parts of other configs no longer merge in
+    changed = command[:command.index("--eval-frequency")] + ["--eval-frequency", "4", "--pipelines", "egp"]
+    rerun = subprocess.run(changed, capture_output=True, text=True, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "training egp" in rerun.stdout and "skipped" not in rerun.stdout
+    merged = json.loads((results_dir / "tiny" / "results.json").read_text())
+    assert [row["pipeline"] for row in merged["rows"]] == ["egp", "egp-tuned"]
+    part = json.loads((results_dir / "tiny" / "parts" / "egp.json").read_text())
+    assert part["rows"] == merged["rows"] and len(part["config_sha256"]) == 64
+
 
 def test_loss_memory_benchmark_compares_equal_losses():
     from spacy_egp.benchmark.long_docs import measure_update
