@@ -10,10 +10,10 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 Boundary = Tuple[int, int]
@@ -153,6 +153,7 @@ def gold_cells(
     problems: GoldProblems,
     *,
     skip_unknown_labels: bool = False,
+    spans_of: Optional[Callable[[Example], List[Span3]]] = None,
 ) -> numpy.ndarray:
     """The band cells (t, w, label) of the examples' aligned gold spans, each once, (P, 3) int64.
 
@@ -160,12 +161,17 @@ def gold_cells(
     as the band does. A span longer than max_span_length has no cell: it is
     skipped and reported. An unknown label is an error for training; scoring
     (skip_unknown_labels) leaves such a span without a cell, a sure miss.
+    spans_of: an example's gold spans on its predicted tokens; default
+    `aligned_gold_spans` of doc.spans[spans_key] (gplinker's entity roles
+    give the relation arguments instead, `role_gold_spans`).
     """
+    if spans_of is None:
+        spans_of = lambda eg: aligned_gold_spans(eg, spans_key, problems)  # noqa: E731
     cells = set()
     label_index = {label: i for i, label in enumerate(labels)}
     offset = 0
     for eg in examples:
-        for start, end, label in aligned_gold_spans(eg, spans_key, problems):
+        for start, end, label in spans_of(eg):
             if label not in label_index:
                 if skip_unknown_labels:
                     continue
@@ -364,6 +370,24 @@ def pair_of_cells(token: numpy.ndarray, column: numpy.ndarray, width: int) -> Tu
     return numpy.where(forward, token, token + offset), numpy.where(forward, token + offset, token)
 
 
+def role_gold_spans(eg: Example, role_labels: Tuple[str, str], problems: GoldProblems) -> List[Span3]:
+    """The entity roles' gold spans: every relation's head as role_labels[0], its tail as role_labels[1].
+
+    On the predicted tokens (by character offsets); a relation with an
+    argument misaligned with them is skipped and reported, as in
+    `gold_pair_cells`. The reference's subject/object channels, for data
+    whose entities carry no types: entities in no relation are not learned.
+    """
+    spans = set()
+    for record in relation_offsets(eg.reference):
+        arguments = _aligned_arguments(eg, record, problems)
+        if arguments is not None:
+            (head, tail), (head_role, tail_role) = arguments, role_labels
+            spans.add((head.start, head.end, head_role))
+            spans.add((tail.start, tail.end, tail_role))
+    return sorted(spans)
+
+
 def gold_pair_cells(
     examples: Sequence[Example],
     spans_key: str,
@@ -372,6 +396,7 @@ def gold_pair_cells(
     problems: GoldProblems,
     *,
     skip_unknown_labels: bool = False,
+    check_arguments: bool = True,
 ) -> numpy.ndarray:
     """The pair-band cells (t, w, channel) of the examples' gold relations, each once, (P, 3) int64.
 
@@ -379,7 +404,8 @@ def gold_pair_cells(
     channel r and its tail pair (head end - 1, tail end - 1) in channel
     len(relation_labels) + r; t counts tokens over the predicted docs
     concatenated. Both arguments must be gold spans of doc.spans[spans_key]
-    (an error otherwise, as is an unknown label unless skip_unknown_labels).
+    (an error otherwise, as is an unknown label unless skip_unknown_labels),
+    unless check_arguments is False (entity roles: the arguments are the entities).
     A relation whose arguments are misaligned with the predicted tokens or
     farther apart than the window (width - 1 tokens) is skipped and reported.
     """
@@ -392,7 +418,7 @@ def gold_pair_cells(
                 if skip_unknown_labels:
                     continue
                 raise ValueError(_unknown_relation_message(problems.owner, eg.reference, record, relation_labels))
-            for argument in (record.head, record.tail):
+            for argument in (record.head, record.tail) if check_arguments else ():
                 if argument not in entities:
                     raise ValueError(_argument_not_entity_message(problems.owner, eg.reference, record, argument, spans_key))
             pairs = _relation_pair_cells(eg, record, width, problems)
@@ -409,16 +435,9 @@ def _relation_pair_cells(
 ) -> Optional[Tuple[Tuple[int, int], Tuple[int, int]]]:
     """The head-pair and tail-pair cells of a gold relation on the predicted tokens, or None (reported)."""
     reference = eg.reference
-    arguments = []
-    for start, end in ((record.head_start, record.head_end), (record.tail_start, record.tail_end)):
-        # character offsets carry the argument over to the predicted tokenization
-        span = reference[start:end]
-        aligned = eg.predicted.char_span(span.start_char, span.end_char)
-        if aligned is None:
-            problems.report("skipped (relation): argument misaligned with the predicted tokens",
-                            describe_relation(reference, record))
-            return None
-        arguments.append(aligned)
+    arguments = _aligned_arguments(eg, record, problems)
+    if arguments is None:
+        return None
     head, tail = arguments
     head_cell = pair_cell(head.start, tail.start, width)
     tail_cell = pair_cell(head.end - 1, tail.end - 1, width)
@@ -427,6 +446,21 @@ def _relation_pair_cells(
                         describe_relation(reference, record))
         return None
     return head_cell, tail_cell
+
+
+def _aligned_arguments(eg: Example, record: RelationOffsets, problems: GoldProblems) -> Optional[Tuple[Span, Span]]:
+    """A gold relation's head and tail on the predicted tokens, or None (reported) when one is misaligned."""
+    arguments = []
+    for start, end in ((record.head_start, record.head_end), (record.tail_start, record.tail_end)):
+        # character offsets carry the argument over to the predicted tokenization
+        span = eg.reference[start:end]
+        aligned = eg.predicted.char_span(span.start_char, span.end_char)
+        if aligned is None:
+            problems.report("skipped (relation): argument misaligned with the predicted tokens",
+                            describe_relation(eg.reference, record))
+            return None
+        arguments.append(aligned)
+    return arguments[0], arguments[1]
 
 
 def _unknown_relation_message(owner: str, doc: Doc, record: RelationOffsets, labels: Sequence[str]) -> str:
@@ -449,6 +483,9 @@ def decode_relations(
     entities: Sequence[Span3],
     head_pairs: Dict[Tuple[int, int, int], float],
     tail_pairs: Dict[Tuple[int, int, int], float],
+    *,
+    tails: Optional[Sequence[Span3]] = None,
+    entity_scores: Optional[Sequence[float]] = None,
 ) -> List[Tuple[Span3, int, Span3, float]]:
     """GPLinker's decoding rule: the relations (head entity, relation index, tail entity, score).
 
@@ -457,15 +494,40 @@ def decode_relations(
     (r, s.end - 1, o.end - 1) are among the pairs kept (at or above threshold);
     its score is the lower of the two pairs' probabilities. head_pairs and
     tail_pairs map (relation index, first token, second token) to a probability.
+
+    An entity predicted with several types is ONE argument, of its
+    highest-scoring type (entity_scores, in the order of entities; without
+    them, the first label in sorted order): the pairs see boundaries only, so
+    each type would repeat the relation and all but one would count against
+    precision. tails: the candidate tail entities (entity roles: the objects),
+    default the entities themselves.
     """
-    by_start: Dict[int, List[Span3]] = {}
-    for entity in entities:
-        by_start.setdefault(entity[0], []).append(entity)
+    heads = _one_type_per_boundary(entities, entity_scores)
+    tails = heads if tails is None else _one_type_per_boundary(tails, None)
+    heads_by_start: Dict[int, List[Span3]] = {}
+    for entity in heads:
+        heads_by_start.setdefault(entity[0], []).append(entity)
+    tails_by_start: Dict[int, List[Span3]] = {}
+    for entity in tails:
+        tails_by_start.setdefault(entity[0], []).append(entity)
     found = []
     for (relation, first, second), head_score in head_pairs.items():
-        for head in by_start.get(first, ()):
-            for tail in by_start.get(second, ()):
+        for head in heads_by_start.get(first, ()):
+            for tail in tails_by_start.get(second, ()):
                 tail_score = tail_pairs.get((relation, head[1] - 1, tail[1] - 1))
                 if tail_score is not None and head[:2] != tail[:2]:
                     found.append((head, relation, tail, min(head_score, tail_score)))
     return sorted(found)
+
+
+def _one_type_per_boundary(entities: Sequence[Span3], scores: Optional[Sequence[float]]) -> List[Span3]:
+    """One entity per (start, end): the highest-scoring label (ties and no scores: the first in sorted order)."""
+    best: Dict[Tuple[int, int], Tuple[float, Span3]] = {}
+    order = sorted(range(len(entities)), key=lambda i: entities[i])
+    for i in order:
+        entity = entities[i]
+        score = scores[i] if scores is not None else 0.0
+        kept = best.get(entity[:2])
+        if kept is None or score > kept[0]:
+            best[entity[:2]] = (score, entity)
+    return sorted(entity for _, entity in best.values())

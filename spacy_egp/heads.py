@@ -345,17 +345,25 @@ def gp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callabl
 
 
 # --------------------------------------------------------------------------
-# Pair pointer (GPLinker): scores of ordered token pairs, in both directions
+# Pair pointers (GPLinker): scores of ordered token pairs, in both directions
 # --------------------------------------------------------------------------
 #
 # GPLinker scores, for each channel c (a relation type's head-head or tail-tail
-# pointer), every ordered pair (i, j) of tokens of a doc:
+# pointer), every ordered pair (i, j) of tokens of a doc, with no RoPE and no
+# tril mask (the first argument may come after the second). Two pointers:
 #
-#     s_c(i, j) = q_{c,i} . k_{c,j} / sqrt(d)
+# - EGP pair pointer (the reference's: bert4keras EfficientGlobalPointer with
+#   RoPE=False, tril_mask=False): ONE q/k projection p_i = [q_i; k_i] (width
+#   2d) shared by all channels, plus a per-channel label term (4d + 2 params):
 #
-# with one q/k projection per channel, no RoPE and no tril mask (the first
-# argument may come after the second). Pairs are kept within a window,
-# |i - j| <= max_pair_distance, which keeps memory linear in document length.
+#       s_c(i, j) = q_i . k_j / sqrt(d)  +  (w1_c . p_i + b1_c + w2_c . p_j + b2_c) / 2
+#
+# - GP pair pointer (`build_pair_head`): one q/k projection per channel,
+#   s_c(i, j) = q_{c,i} . k_{c,j} / sqrt(d), plus (span_prior only) a
+#   per-channel bias.
+#
+# Pairs are kept within a window, |i - j| <= max_pair_distance, which keeps
+# memory linear in document length.
 #
 # Layout, the "pair band" (T, 2W, C), W = min(max_pair_distance + 1, longest
 # doc): cell (t, w, c), w < W, is the pair (t, t + w) (first argument first);
@@ -386,22 +394,135 @@ def pair_pointer(ops: Ops, Q: Floats3d, K: Floats3d, width: int) -> Tuple[Floats
     return ops.xp.concatenate([forward, reverse], axis=1), backprop
 
 
-def build_pair_head(head_size: int, max_pair_distance: int, nO: Optional[int] = None) -> Model[Ragged, Ragged]:
-    """GPLinker's pair pointer: token vectors (T, D) → pair band of logits (T, 2W, nO).
+def build_pair_head(
+    head_size: int, max_pair_distance: int, nO: Optional[int] = None, *, span_prior: Optional[float] = None
+) -> Model[Ragged, Ragged]:
+    """The GP pair pointer: token vectors (T, D) → pair band of logits (T, 2W, nO).
 
     nO channels, each with its own q/k projection of width 2 * head_size (as
     GP's labels); pairs farther apart than max_pair_distance are not scored.
+    span_prior: a per-channel bias (GP has no label term to carry one) starting
+    at logit(span_prior), with the projection scaled as the EGP head's (see
+    `_init_span_prior`); None: no bias at all (spacy_egp.GPLinker.v1's pointer).
     """
     projection = Linear()
     return Model(
         "pair_pointer_head",
         pair_forward,
-        init=init_head,
+        init=init_pair_head,
         layers=[projection],
         refs={"projection": projection},
+        params={"b": None} if span_prior is not None else {},
         dims={"nO": nO, "nI": None},
-        attrs={"head_size": head_size, "use_rope": False, "max_pair_distance": max_pair_distance},
+        attrs={
+            "head_size": head_size,
+            "use_rope": False,
+            "max_pair_distance": max_pair_distance,
+            "pair_prior": span_prior,
+        },
     )
+
+
+def build_egp_pair_head(
+    head_size: int, max_pair_distance: int, nO: Optional[int] = None, *, span_prior: Optional[float] = None
+) -> Model[Ragged, Ragged]:
+    """The EGP pair pointer: token vectors (T, D) → pair band of logits (T, 2W, nO).
+
+    One q/k projection of width 2 * head_size shared by the nO channels, and a
+    label term per channel (see above); no RoPE, no tril mask. span_prior: the
+    label term's biases start at logit(span_prior), the projection scaled as
+    the EGP head's; None: biases at 0.
+    """
+    projection = Linear(nO=2 * head_size)
+    label_term = Linear()
+    return Model(
+        "egp_pair_pointer_head",
+        egp_pair_forward,
+        init=init_pair_head,
+        layers=[projection, label_term],
+        refs={"projection": projection, "label_term": label_term},
+        dims={"nO": nO, "nI": None},
+        attrs={
+            "head_size": head_size,
+            "use_rope": False,
+            "max_pair_distance": max_pair_distance,
+            "pair_prior": span_prior,
+        },
+    )
+
+
+def build_pair_heads(head_pointer: Model, tail_pointer: Model) -> Model[Ragged, Ragged]:
+    """GPLinker's head-head and tail-tail pointers as one pair band (T, 2W, nO), nO = 2R.
+
+    Channels [0, R) are the head pointer's, [R, 2R) the tail pointer's: each
+    pointer has a projection of its own, as the reference's two layers.
+    """
+    return Model(
+        "pair_pointers",
+        _pair_heads_forward,
+        init=_init_pair_heads,
+        layers=[head_pointer, tail_pointer],
+        dims={"nO": None, "nI": None},
+        attrs={"max_pair_distance": head_pointer.attrs["max_pair_distance"]},
+    )
+
+
+def _init_pair_heads(model: Model, X: Optional[Ragged] = None, Y: Optional[Ragged] = None) -> None:
+    if model.has_dim("nO"):
+        n_channels = model.get_dim("nO")
+        if n_channels % 2:
+            raise ValueError(f"{model.name}: nO must be even (head and tail pointers), got {n_channels}.")
+        for pointer in model.layers:
+            if not pointer.has_dim("nO"):
+                pointer.set_dim("nO", n_channels // 2)
+    for pointer in model.layers:
+        if model.has_dim("nI") and not pointer.has_dim("nI"):
+            pointer.set_dim("nI", model.get_dim("nI"))
+        pointer.initialize(X=X)
+
+
+def _pair_heads_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
+    head_pointer, tail_pointer = model.layers
+    heads, bp_heads = head_pointer(X, is_train)
+    tails, bp_tails = tail_pointer(X, is_train)
+    n_heads = heads.dataXd.shape[2]
+
+    def backprop(dY: Ragged) -> Ragged:
+        d_band = dY.dataXd
+        d_heads = bp_heads(Ragged(model.ops.xp.ascontiguousarray(d_band[:, :, :n_heads]), X.lengths))
+        d_tails = bp_tails(Ragged(model.ops.xp.ascontiguousarray(d_band[:, :, n_heads:]), X.lengths))
+        return Ragged(d_heads.data + d_tails.data, X.lengths)
+
+    return Ragged(model.ops.xp.concatenate([heads.dataXd, tails.dataXd], axis=2), X.lengths), backprop
+
+
+def init_pair_head(model: Model, X: Optional[Ragged] = None, Y: Optional[Ragged] = None) -> None:
+    """init_head (nI, nO, the layers), then the pair prior if any."""
+    init_head(model, X, Y)
+    prior = model.attrs["pair_prior"]
+    if prior is None:
+        return
+    if X is not None and len(X.data):
+        _scale_pair_projection(model, X)
+    logit = math.log(prior) - math.log1p(-prior)
+    if model.has_ref("label_term"):
+        model.get_ref("label_term").get_param("b")[...] = logit
+    else:
+        model.set_param("b", model.ops.xp.full((model.get_dim("nO"),), logit, dtype="float32"))
+
+
+def _scale_pair_projection(model: Model, X: Ragged) -> None:
+    """Scale the projection down until q.k / sqrt(d) has unit spread on the sample pairs (as `_init_span_prior`)."""
+    d, lengths = model.attrs["head_size"], X.lengths
+    projection = model.get_ref("projection")
+    P = projection.predict(model.ops.asarray2f(X.data))
+    P3 = P.reshape((P.shape[0], -1, 2 * d))
+    width = pair_band_width(lengths, model.attrs["max_pair_distance"])
+    dots, _ = pointer_band(model.ops, P3[..., :d], P3[..., d:], width)
+    spread = float(dots[band_mask(model.ops, lengths, width)].std())
+    if spread > 1.0:
+        for name in ("W", "b"):
+            projection.get_param(name)[...] /= spread**0.5
 
 
 def pair_band_width(lengths: Ints1d, max_pair_distance: int) -> int:
@@ -415,15 +536,58 @@ def pair_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Calla
     P, bp_projection = model.get_ref("projection")(ops.asarray2f(X.data), is_train)
     P3 = P.reshape((P.shape[0], n_channels, 2 * d))
     scores, bp_scores = pair_pointer(ops, P3[..., :d], P3[..., d:], width)
-    # -inf outside the docs and the window, as the span band (never a large finite constant)
-    outside = ~pair_mask(ops, X.lengths, width)[:, :, None]
-    ops.xp.copyto(scores, -ops.xp.inf, where=outside)
+    has_bias = model.has_param("b")
+    if has_bias:
+        scores += model.get_param("b")
+    scores, bp_mask = _mask_pairs(ops, scores, X.lengths, width)
 
     def backprop(dY: Ragged) -> Ragged:
-        d_scores = dY.dataXd.copy()
-        ops.xp.copyto(d_scores, 0.0, where=outside)
+        d_scores = bp_mask(dY.dataXd)
+        if has_bias:
+            model.inc_grad("b", d_scores.sum(axis=(0, 1)))
         dQ, dK = bp_scores(d_scores)
         dP = ops.xp.concatenate([dQ, dK], axis=2).reshape(P.shape)
         return Ragged(bp_projection(dP), X.lengths)
 
     return Ragged(scores, X.lengths), backprop
+
+
+def egp_pair_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
+    ops, d = model.ops, model.attrs["head_size"]
+    width = pair_band_width(X.lengths, model.attrs["max_pair_distance"])
+    P, bp_projection = model.get_ref("projection")(ops.asarray2f(X.data), is_train)
+    B, bp_label_term = model.get_ref("label_term")(P, is_train)
+    n_channels = B.shape[1] // 2
+    first, second = B[:, :n_channels] / 2, B[:, n_channels:] / 2
+    dots, bp_dots = pair_pointer(ops, P[:, None, :d], P[:, None, d:], width)
+    # forward half: (t, t + w), first argument at t; reverse half: (t + w, t), first argument at t + w
+    forward, bp_forward = add_span_ends(ops, first, second, width)
+    reverse, bp_reverse = add_span_ends(ops, second, first, width)
+    scores = ops.xp.concatenate([forward, reverse], axis=1)
+    scores += dots
+    scores, bp_mask = _mask_pairs(ops, scores, X.lengths, width)
+
+    def backprop(dY: Ragged) -> Ragged:
+        d_scores = bp_mask(dY.dataXd)
+        d_first, d_second = bp_forward(d_scores[:, :width])
+        d_second_reverse, d_first_reverse = bp_reverse(d_scores[:, width:])
+        dQ, dK = bp_dots(d_scores.sum(axis=2, keepdims=True))
+        dP = ops.xp.concatenate([dQ[:, 0], dK[:, 0]], axis=1)
+        d_B = ops.xp.concatenate([d_first + d_first_reverse, d_second + d_second_reverse], axis=1) / 2
+        dP += bp_label_term(d_B)
+        return Ragged(bp_projection(dP), X.lengths)
+
+    return Ragged(scores, X.lengths), backprop
+
+
+def _mask_pairs(ops: Ops, scores: Floats3d, lengths: Ints1d, width: int) -> Tuple[Floats3d, Callable]:
+    """-inf outside the docs and the window, in place, as the span band (never a large finite constant)."""
+    outside = ~pair_mask(ops, lengths, width)[:, :, None]
+    ops.xp.copyto(scores, -ops.xp.inf, where=outside)
+
+    def backprop(d_scores: Floats3d) -> Floats3d:
+        d_scores = d_scores.copy()
+        ops.xp.copyto(d_scores, 0.0, where=outside)
+        return d_scores
+
+    return scores, backprop

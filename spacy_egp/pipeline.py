@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Generic, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import numpy
 from spacy.language import Language
@@ -32,7 +32,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d, Ragged
 
-from .gold import GoldProblems, cells_above, gold_cells, preview
+from .gold import GoldProblems, Span3, aligned_gold_spans, cells_above, gold_cells, preview
 from .heads import band_mask
 from .loss import sparse_zlpr_loss, zlpr_loss
 from .model import predict_token_vectors
@@ -235,17 +235,29 @@ def _clear_load_errors(name: str, source: str) -> Iterator[None]:
         ) from error
 
 
-class EfficientGlobalPointer(TrainablePipe):
-    """Predict nested, labelled spans with Efficient GlobalPointer.
+# What a pointer component's model returns for a batch: the span band (a
+# Ragged, efficient_globalpointer) or the span and pair bands (gplinker).
+ScoresT = TypeVar("ScoresT")
 
-    Every token pair (i, j), i <= j, j - i < max_span_length, is scored for
-    every label; the cells above threshold become spans in doc.spans[spans_key].
+
+class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
+    """What the efficient_globalpointer and gplinker components share: the span head's part.
+
+    Labels, thresholds and the span cap; the span band's loss (ZLPR against
+    the gold spans of `gold_spans`) and its decoding into
+    doc.spans[spans_key]; head_lr_scale, update, initialize and loading. A
+    subclass says what its model returns (ScoresT) through predict,
+    set_annotations and get_loss, which keep their types, and gives the span
+    band of its scores with `span_band`. `entity_head_ref` names the model's
+    ref of the span head.
     """
+
+    entity_head_ref = "head"
 
     def __init__(
         self,
         vocab: Vocab,
-        model: Model[List[Doc], Ragged],
+        model: Model[List[Doc], ScoresT],
         name: str = "efficient_globalpointer",
         *,
         spans_key: str = DEFAULT_SPANS_KEY,
@@ -260,8 +272,8 @@ class EfficientGlobalPointer(TrainablePipe):
         """Initialize the component.
 
         vocab (Vocab): The shared vocabulary.
-        model (Model[List[Doc], Ragged]): A span scorer such as
-            spacy_egp.EfficientGlobalPointer.v1.
+        model (Model[List[Doc], ScoresT]): A span scorer such as
+            spacy_egp.EfficientGlobalPointer.v2 (or, for gplinker, spacy_egp.GPLinker.v2).
         name (str): The component instance name, used as the key in losses.
         spans_key (str): Key of doc.spans to write predictions to and to read
             gold spans from.
@@ -308,7 +320,7 @@ class EfficientGlobalPointer(TrainablePipe):
     @property
     def max_span_length(self) -> Optional[int]:
         """The longest span scored, in tokens: the model's (one source for forward, loss and decoding)."""
-        return self.model.get_ref("head").attrs["max_span_length"]
+        return self.model.get_ref(self.entity_head_ref).attrs["max_span_length"]
 
     @property
     def key(self) -> str:
@@ -327,17 +339,20 @@ class EfficientGlobalPointer(TrainablePipe):
 
     def add_label(self, label: str) -> int:
         """Add a label before initialization. RETURNS (int): 1 if new, else 0."""
-        return self._add_to_labels(label, "labels", "head", "Labels")
+        return self._add_to_labels(label, "labels", self.entity_head_ref, kind="label")
 
-    def _add_to_labels(self, label: str, cfg_key: str, head_ref: str, what: str) -> int:
-        """Add a label to cfg[cfg_key] while the head `head_ref` is unsized. RETURNS (int): 1 if new, else 0."""
+    def _add_to_labels(self, label: str, cfg_key: str, head_ref: str, *, kind: str) -> int:
+        """Add a label to cfg[cfg_key] while the head `head_ref` is unsized. RETURNS (int): 1 if new, else 0.
+
+        kind (str): What the label is, in messages ("label", "relation label").
+        """
         if not isinstance(label, str) or not label:
-            raise ValueError(f"{what} must be non-empty strings, got {label!r}.")
+            raise ValueError(f"A {kind} must be a non-empty string, got {label!r}.")
         if label in self.cfg[cfg_key]:
             return 0
         if self.model.get_ref(head_ref).has_dim("nO"):
             raise ValueError(
-                f"Cannot add {what.lower()[:-1]} {label!r} to '{self.name}' after initialization: the "
+                f"Cannot add {kind} {label!r} to '{self.name}' after initialization: the "
                 "model's output size is fixed. Re-initialize from scratch with all labels."
             )
         self.cfg[cfg_key].append(label)
@@ -364,18 +379,19 @@ class EfficientGlobalPointer(TrainablePipe):
             return lengths * max(1, self.max_span_length or int(lengths.max(initial=1))) * max(1, len(self.labels))
         return numpy.ceil(lengths * per_token).astype("int64")
 
-    def predict(self, docs: Iterable[Doc]) -> Ragged:
-        """Score every candidate span of the docs, without modifying them.
+    def span_band(self, scores: ScoresT) -> Ragged:
+        """The band of span logits (T, W, K) in the model's output for a batch."""
+        raise NotImplementedError
 
-        docs (Iterable[Doc]): The documents to predict.
-        RETURNS (Ragged): The (T, W, K) band of logits and the docs' lengths.
-        """
-        docs = list(docs)
+    def _empty_scores(self, lengths: numpy.ndarray) -> ScoresT:
+        """The model's output for a batch of empty docs."""
+        raise NotImplementedError
+
+    def _predict_scores(self, docs: List[Doc]) -> ScoresT:
+        """The model's output for the docs, as predict returns it."""
         if not any(len(doc) for doc in docs):
-            n_labels = len(self.labels)
-            lengths = self.model.ops.asarray1i([len(doc) for doc in docs])
-            return Ragged(self.model.ops.alloc3f(0, 0, n_labels), lengths)
-        # tok2vec and head run one after the other (not as one chain) so that the
+            return self._empty_scores(self.model.ops.asarray1i([len(doc) for doc in docs]))
+        # tok2vec and heads run one after the other (not as one chain) so that the
         # tok2vec's intermediate arrays are freed before the band is built
         vectors = predict_token_vectors(self.model.get_ref("tok2vec"), docs)
         if self.model.has_ref("context"):
@@ -383,14 +399,16 @@ class EfficientGlobalPointer(TrainablePipe):
         lengths = self.model.ops.asarray1i([len(doc) for doc in docs])
         return self.model.get_ref("head").predict(Ragged(self.model.ops.flatten(vectors), lengths))
 
-    def set_annotations(self, docs: Iterable[Doc], scores: Ragged) -> None:
-        """Write the spans at or above threshold to doc.spans[spans_key], with their scores.
+    def _empty_span_band(self, lengths: numpy.ndarray) -> Ragged:
+        return Ragged(self.model.ops.alloc3f(0, 0, len(self.labels)), lengths)
+
+    def _write_spans(self, docs: List[Doc], scores: Ragged) -> None:
+        """Write the spans of a span band at or above threshold to doc.spans[spans_key], with their scores.
 
         Spans are ordered by (start, end, label); attrs["scores"] holds each
         span's probability. A doc with more such cells than its cap
         (max_spans_per_token) keeps its highest-scoring ones, with a warning.
         """
-        docs = list(docs)
         lengths = self.model.ops.to_numpy(scores.lengths)
         cells = cells_above(
             self.model.ops.to_numpy(scores.dataXd), lengths, self.logit_thresholds(), self.span_caps(lengths)
@@ -423,7 +441,7 @@ class EfficientGlobalPointer(TrainablePipe):
             f"max_spans_per_token={self.cfg['max_spans_per_token']} allows and kept their "
             f"highest-scoring ones (the first: {len(doc)} tokens, {preview(doc.text)}). The "
             f"threshold is probably too low for this model; raise it, or raise or null the cap.",
-            stacklevel=3,
+            stacklevel=4,
         )
 
     def update(
@@ -442,7 +460,7 @@ class EfficientGlobalPointer(TrainablePipe):
             losses = {}
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
-        validate_examples(examples, "EfficientGlobalPointer.update")
+        validate_examples(examples, f"{type(self).__name__}.update")
         if not any(len(eg.predicted) for eg in examples):
             return losses
         set_dropout_rate(self.model, drop)
@@ -470,23 +488,28 @@ class EfficientGlobalPointer(TrainablePipe):
                     param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name), lr_scale=scale)
                     node.set_param(name, param)
 
-    def get_loss(self, examples: Iterable[Example], scores: Ragged) -> Tuple[float, Ragged]:
-        """ZLPR loss of the predicted band against the gold spans, and its gradient.
+    def _span_loss(self, examples: List[Example], scores: Ragged) -> Tuple[float, Floats3d]:
+        """ZLPR loss of a span band against the gold spans (`gold_spans`), and its gradient.
 
-        RETURNS (Tuple[float, Ragged]): The loss and d(loss)/d(scores).
+        RETURNS (Tuple[float, Floats3d]): The loss (the mean over (doc, label)
+            rows) and d(loss)/d(band).
         """
         ops = self.model.ops
         band = scores.dataXd
-        cells = gold_cells(list(examples), self.key, self.labels, self.max_span_length, self.gold_span_problems)
+        cells = gold_cells(
+            examples, self.key, self.labels, self.max_span_length, self.gold_span_problems, spans_of=self.gold_spans
+        )
         cells = ops.asarray(cells, dtype="int64")
         valid = band_mask(ops, scores.lengths, band.shape[1])
         if self.cfg["sparse_loss"]:
-            loss, d_band = sparse_zlpr_loss(ops, band, valid, cells, scores.lengths)
-        else:
-            gold = ops.xp.zeros(band.shape, dtype=bool)
-            gold[cells[:, 0], cells[:, 1], cells[:, 2]] = True
-            loss, d_band = zlpr_loss(ops, band, valid, gold, scores.lengths)
-        return loss, Ragged(d_band, scores.lengths)
+            return sparse_zlpr_loss(ops, band, valid, cells, scores.lengths)
+        gold = ops.xp.zeros(band.shape, dtype=bool)
+        gold[cells[:, 0], cells[:, 1], cells[:, 2]] = True
+        return zlpr_loss(ops, band, valid, gold, scores.lengths)
+
+    def gold_spans(self, eg: Example) -> List[Span3]:
+        """The example's gold spans on its predicted tokens, as (start, end, label): doc.spans[spans_key]'s."""
+        return aligned_gold_spans(eg, self.key, self.gold_span_problems)
 
     def initialize(
         self,
@@ -503,7 +526,7 @@ class EfficientGlobalPointer(TrainablePipe):
             this component's spans_key.
         labels (Optional[List[str]]): The labels, e.g. from `spacy init labels`.
         """
-        validate_get_examples(get_examples, "EfficientGlobalPointer.initialize")
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         if labels is None:
             labels = {span.label_ for eg in get_examples() for span in eg.reference.spans.get(self.key, [])}
         for label in sorted(labels):
@@ -514,7 +537,7 @@ class EfficientGlobalPointer(TrainablePipe):
                 f"doc.spans[{self.key!r}]. Check that the training data stores its gold "
                 f"spans under that key (spans_key = {self.key!r}), or pass `labels`."
             )
-        head, tok2vec = self.model.get_ref("head"), self.model.get_ref("tok2vec")
+        head, tok2vec = self.model.get_ref(self.entity_head_ref), self.model.get_ref("tok2vec")
         head.set_dim("nO", len(self.labels))
         if not head.has_dim("nI") and tok2vec.has_dim("nO"):
             head.set_dim("nI", tok2vec.get_dim("nO"))
@@ -523,12 +546,12 @@ class EfficientGlobalPointer(TrainablePipe):
         if nlp is not None:
             self._set_score_weights(nlp)
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "EfficientGlobalPointer":
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerPipe":
         """Load the component from bytes; damaged data give one clear error."""
         with _clear_load_errors(self.name, "bytes"):
             return super().from_bytes(bytes_data, exclude=exclude)
 
-    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "EfficientGlobalPointer":
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "GlobalPointerPipe":
         """Load the component from a directory; damaged files give one clear error."""
         with _clear_load_errors(self.name, str(path)):
             return super().from_disk(path, exclude=exclude)
@@ -541,3 +564,45 @@ class EfficientGlobalPointer(TrainablePipe):
         nlp._pipe_meta[self.name] = dataclasses.replace(
             meta, default_score_weights=weights, scores=list(weights)
         )
+
+
+class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
+    """Predict nested, labelled spans with Efficient GlobalPointer.
+
+    Every token pair (i, j), i <= j, j - i < max_span_length, is scored for
+    every label; the cells above threshold become spans in doc.spans[spans_key].
+    The model (e.g. spacy_egp.EfficientGlobalPointer.v2) returns the band of
+    span logits, a Ragged (T, W, K).
+    """
+
+    def predict(self, docs: Iterable[Doc]) -> Ragged:
+        """Score every candidate span of the docs, without modifying them.
+
+        docs (Iterable[Doc]): The documents to predict.
+        RETURNS (Ragged): The (T, W, K) band of logits and the docs' lengths.
+        """
+        return self._predict_scores(list(docs))
+
+    def set_annotations(self, docs: Iterable[Doc], scores: Ragged) -> None:
+        """Write the spans at or above threshold to doc.spans[spans_key], with their scores.
+
+        Spans are ordered by (start, end, label); attrs["scores"] holds each
+        span's probability. A doc with more such cells than its cap
+        (max_spans_per_token) keeps its highest-scoring ones, with a warning.
+        """
+        self._write_spans(list(docs), scores)
+
+    def get_loss(self, examples: Iterable[Example], scores: Ragged) -> Tuple[float, Ragged]:
+        """ZLPR loss of the predicted band against the gold spans, and its gradient.
+
+        RETURNS (Tuple[float, Ragged]): The loss and d(loss)/d(scores).
+        """
+        loss, d_band = self._span_loss(list(examples), scores)
+        return loss, Ragged(d_band, scores.lengths)
+
+    def span_band(self, scores: Ragged) -> Ragged:
+        """The band of span logits: the scores themselves."""
+        return scores
+
+    def _empty_scores(self, lengths: numpy.ndarray) -> Ragged:
+        return self._empty_span_band(lengths)

@@ -1,4 +1,4 @@
-"""Tune the per-label probability thresholds of an efficient_globalpointer component on dev data.
+"""Tune the per-label probability thresholds of an efficient_globalpointer or gplinker component on dev data.
 
 Command line::
 
@@ -21,6 +21,17 @@ The thresholds go into the component's ``cfg["thresholds"]`` and into the
 pipeline config, and the pipeline is saved to OUT_MODEL, so that
 ``spacy.load(OUT_MODEL)`` predicts with them. A per-label table of old and new
 thresholds with dev F1 before and after is printed.
+
+A gplinker component gets its entity thresholds tuned as above, then one
+relation threshold per relation type (``relation_thresholds``), for the best
+strict relation F1 (arguments' boundaries and types and the relation type, as
+spacy_egp.relations_scorer.v1 counts): the entities are decoded with the tuned
+thresholds, every relation whose head and tail pairs are both above the floor
+is collected with its score (the lower of its two pairs' logits: a relation is
+kept when both reach the threshold), and the same search picks each type's
+threshold. Dev docs without stored relations are left out of this step, as the
+scorer leaves them out. The pair cap (max_pairs_per_token) is not applied while
+collecting: with a sensible threshold it does not bite.
 
 Tune on dev, never on test: the tuned dev F1 is an in-sample score. A second
 form prints test scores before and after tuning and warns when the tuning data
@@ -47,10 +58,13 @@ from spacy.tokens import Doc
 from spacy.training import Example
 
 from .datasets import file_sha256
-from .gold import GoldProblems, gold_cells as gold_band_cells
-from .pipeline import EfficientGlobalPointer, probability_to_logit
+from .gold import RELATIONS_KEY, GoldProblems, gold_cells as gold_band_cells, role_gold_spans
+from .pipeline import GlobalPointerPipe, probability_to_logit
+from .relations import ROLE_LABELS, GPLinker, relation_key, relation_keys
 
-FACTORY = "efficient_globalpointer"
+# The factories whose components are tuned: both are GlobalPointerPipes (span thresholds); gplinker
+# also has relation thresholds.
+FACTORIES = ("efficient_globalpointer", "gplinker")
 # The lowest probability searched unless a threshold or the grid is lower (logit
 # -5): far below any useful threshold, yet it keeps few cells of the band.
 DEFAULT_FLOOR = 0.0067
@@ -193,16 +207,17 @@ def tune_label(label: str, cands: Candidates, current: float, floor: float,
 # --------------------------------------------------------------------------
 
 
-def find_component(nlp: Language, component: Optional[str] = None) -> Tuple[str, EfficientGlobalPointer]:
-    """The named (or first) enabled efficient_globalpointer component."""
-    names = [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == FACTORY]
+def find_component(nlp: Language, component: Optional[str] = None) -> Tuple[str, GlobalPointerPipe]:
+    """The named (or first) enabled efficient_globalpointer or gplinker component."""
+    names = [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory in FACTORIES]
     if component is None and names:
         component = names[0]
     if component is None or component not in names:
         what = f"no enabled component {component!r} of" if component else "no component made by"
+        factories = " or ".join(repr(factory) for factory in FACTORIES)
         raise TuneError(
-            f"the pipeline has {what} the factory {FACTORY!r} (its components: {nlp.pipe_names}, "
-            f"{FACTORY}: {names}). Pass --component with one of those, or tune a pipeline "
+            f"the pipeline has {what} the factory {factories} (its components: {nlp.pipe_names}, "
+            f"theirs: {names}). Pass --component with one of those, or tune a pipeline "
             f"trained with spacy_egp."
         )
     return component, nlp.get_pipe(component)
@@ -217,9 +232,21 @@ def run_upstream(nlp: Language, name: str, docs: List[Doc]) -> List[Doc]:
     return docs
 
 
-def unique_gold(examples: Sequence[Example], spans_key: str) -> List[Set[Tuple[int, int, str]]]:
-    """Each example's gold spans as (start char, end char, label), each once (as spaCy's scorer counts them)."""
+def unique_gold(examples: Sequence[Example], spans_key: str,
+                pipe: Optional[GlobalPointerPipe] = None) -> List[Set[Tuple[int, int, str]]]:
+    """Each example's gold spans as (start char, end char, label), each once (as spaCy's scorer counts them).
+
+    A gplinker with entity_roles learns the relation arguments as its spans: those are its gold.
+    """
+    if _uses_roles(pipe):
+        problems = GoldProblems("tune", warn=False)
+        return [{(eg.predicted[s:e].start_char, eg.predicted[s:e].end_char, label)
+                 for s, e, label in role_gold_spans(eg, ROLE_LABELS, problems)} for eg in examples]
     return [{(s.start_char, s.end_char, s.label_) for s in eg.reference.spans[spans_key]} for eg in examples]
+
+
+def _uses_roles(pipe: Optional[GlobalPointerPipe]) -> bool:
+    return isinstance(pipe, GPLinker) and pipe.entity_roles
 
 
 def batch_candidates(nlp: Language, name: str, examples: Sequence[Example], spans_key: str,
@@ -227,14 +254,16 @@ def batch_candidates(nlp: Language, name: str, examples: Sequence[Example], span
     """One batch's cells above the floor (a logit): label index, logit, is gold."""
     pipe = nlp.get_pipe(name)
     docs = run_upstream(nlp, name, [eg.predicted for eg in examples])
-    band = pipe.model.ops.to_numpy(pipe.predict(docs).dataXd)
+    band = pipe.model.ops.to_numpy(pipe.span_band(pipe.predict(docs)).dataXd)
     n_tokens, n_widths, n_labels = band.shape
     # Cell (t, w, k) is the span of tokens t .. t + w with label k (as set_annotations reads it).
     token, width, label = numpy.nonzero(band > floor)
     flat = (token.astype("int64") * n_widths + width) * n_labels + label
     # The component's own mapping; gold spans without a cell (misaligned, too long, unknown label) stay misses.
+    problems = GoldProblems(name, warn=False)
+    spans_of = (lambda eg: role_gold_spans(eg, ROLE_LABELS, problems)) if _uses_roles(pipe) else None
     cells = gold_band_cells(examples, spans_key, pipe.labels, pipe.max_span_length,
-                            GoldProblems(name, warn=False), skip_unknown_labels=True)
+                            problems, skip_unknown_labels=True, spans_of=spans_of)
     is_gold = numpy.isin(flat, (cells[:, 0] * n_widths + cells[:, 1]) * n_labels + cells[:, 2])
     return label, band[token, width, label].astype("float32"), is_gold
 
@@ -246,7 +275,7 @@ def collect_candidates(nlp: Language, name: str, examples: Sequence[Example], sp
     Labels found only in the gold data are included (their spans count as misses).
     """
     labels = nlp.get_pipe(name).labels
-    gold = unique_gold(examples, spans_key)
+    gold = unique_gold(examples, spans_key, nlp.get_pipe(name))
     parts = [
         batch_candidates(nlp, name, examples[i : i + batch_size], spans_key, floor)
         for i in range(0, len(examples), batch_size)
@@ -285,28 +314,31 @@ def logit_to_probability(logit: float) -> float:
     return math.exp(logit) / (1.0 + math.exp(logit))
 
 
-def search_floor(pipe: EfficientGlobalPointer, grid: Optional[Sequence[float]], floor: Optional[float]) -> float:
+def search_floor(pipe: GlobalPointerPipe, grid: Optional[Sequence[float]], floor: Optional[float],
+                 current: Optional[numpy.ndarray] = None) -> float:
     """The logit below which no cell is collected: under the floor, every grid point and current threshold.
 
-    The current thresholds must be above it, or the "before" counts would miss
-    cells; so must every threshold that can be chosen.
+    The current thresholds (logits; default the span labels') must be above it,
+    or the "before" counts would miss cells; so must every threshold that can be chosen.
     """
-    lowest = [float(pipe.logit_thresholds().min())] if pipe.labels else []
+    current = pipe.logit_thresholds() if current is None else current
+    lowest = [float(current.min())] if len(current) else []
     base = floor if floor is not None else (min(grid) if grid else DEFAULT_FLOOR)
     return float(numpy.nextafter(min([probability_to_logit(base)] + lowest), -numpy.inf))
 
 
-def apply_thresholds(nlp: Language, name: str, thresholds: Dict[str, float]) -> None:
+def apply_thresholds(nlp: Language, name: str, thresholds: Dict[str, float], key: str = "thresholds") -> None:
     """Set per-label thresholds in the component's cfg and in the pipeline config.
 
+    key: "thresholds" (span labels) or "relation_thresholds" (gplinker's relation labels).
     spacy.load builds the component from config.cfg and then updates cfg from the
     saved `cfg` file, so cfg decides; the config is updated too so that the saved
     config.cfg (read by people, `spacy package` and `spacy assemble`) tells the truth.
     """
     pipe = nlp.get_pipe(name)
-    merged = {**pipe.cfg["thresholds"], **{label: float(value) for label, value in thresholds.items()}}
-    pipe.cfg["thresholds"] = merged
-    nlp.get_pipe_config(name)["thresholds"] = dict(merged)
+    merged = {**pipe.cfg.get(key, {}), **{label: float(value) for label, value in thresholds.items()}}
+    pipe.cfg[key] = merged
+    nlp.get_pipe_config(name)[key] = dict(merged)
 
 
 def tune_thresholds(
@@ -321,13 +353,16 @@ def tune_thresholds(
     apply: bool = True,
     report: Optional[Dict[str, LabelTuning]] = None,
 ) -> Dict[str, float]:
-    """Choose each label's probability threshold for the best F1 on the examples (dev data).
+    """Choose each span label's probability threshold for the best F1 on the examples (dev data).
+
+    For a gplinker these are its entity thresholds; tune_relation_thresholds
+    then tunes its relation thresholds (the command line does both).
 
     nlp (Language): The pipeline; only the components up to the tuned one run.
     examples (Sequence[Example]): Dev examples; predicted docs fresh from
         nlp.make_doc, reference docs with gold spans in doc.spans[spans_key]
         (examples without that key are skipped, as spaCy's scorer does).
-    component (Optional[str]): The efficient_globalpointer to tune; default the first.
+    component (Optional[str]): The efficient_globalpointer or gplinker to tune; default the first.
     spans_key (Optional[str]): The gold key; default the component's spans_key.
     grid (Optional[Sequence[float]]): Probability thresholds to choose from;
         default: the exact search over all candidate scores.
@@ -341,7 +376,10 @@ def tune_thresholds(
     """
     name, pipe = find_component(nlp, component)
     spans_key = spans_key or pipe.key
-    examples = [eg for eg in examples if spans_key in eg.reference.spans]
+    if _uses_roles(pipe):  # the roles' gold spans are the relation arguments
+        examples = [eg for eg in examples if RELATIONS_KEY in eg.reference.user_data]
+    else:
+        examples = [eg for eg in examples if spans_key in eg.reference.spans]
     if not examples:
         raise TuneError(f"no example has gold spans in doc.spans[{spans_key!r}]: nothing to tune on. "
                         "Pass spans_key with the key of the gold spans.")
@@ -368,12 +406,103 @@ def tune_thresholds(
 
 
 # --------------------------------------------------------------------------
+# gplinker: one relation threshold per relation type
+# --------------------------------------------------------------------------
+
+
+def relation_candidates(nlp: Language, name: str, examples: Sequence[Example], floor: float,
+                        batch_size: int = 64) -> Dict[str, Candidates]:
+    """Every relation type's candidate relations over the examples: score (a logit) and whether it is gold.
+
+    The entities are decoded with the component's current thresholds; a
+    candidate is a relation whose head and tail pairs are both above the floor,
+    scored by the lower of the two logits, each argument boundary once (as
+    set_annotations decodes). Gold: the strict key (arguments' character
+    offsets and types, relation label) of a reference relation, each once.
+    """
+    pipe = nlp.get_pipe(name)
+    floors = numpy.full(len(pipe.relation_labels), floor)
+    scores: Dict[str, List[float]] = {label: [] for label in pipe.relation_labels}
+    is_gold: Dict[str, List[bool]] = {label: [] for label in pipe.relation_labels}
+    n_gold: Counter = Counter()
+    for i in range(0, len(examples), batch_size):
+        batch = examples[i : i + batch_size]
+        docs = run_upstream(nlp, name, [eg.predicted for eg in batch])
+        predicted = pipe.predict(docs)
+        pipe.set_annotations(docs, predicted)  # the entities, as the pipeline writes them
+        pairs = pipe.pairs_above(predicted.pairs, floors, capped=False, logits=True)
+        for eg, doc, (head_pairs, tail_pairs) in zip(batch, docs, pairs):
+            gold = set(relation_keys(eg.reference, True))
+            n_gold.update(key[1] for key in gold)
+            for record in pipe.decode(doc, head_pairs, tail_pairs):
+                scores[record.label].append(record.score)
+                is_gold[record.label].append(relation_key(doc, record) in gold)
+    result = {label: Candidates(numpy.asarray(scores[label], dtype="float32"), numpy.asarray(is_gold[label], bool),
+                                n_gold[label]) for label in pipe.relation_labels}
+    for extra in sorted(set(n_gold) - set(result)):
+        result[extra] = Candidates(numpy.zeros(0, "float32"), numpy.zeros(0, bool), n_gold[extra])
+    return result
+
+
+def tune_relation_thresholds(
+    nlp: Language,
+    examples: Sequence[Example],
+    *,
+    component: Optional[str] = None,
+    grid: Optional[Sequence[float]] = None,
+    floor: Optional[float] = None,
+    batch_size: int = 64,
+    apply: bool = True,
+    report: Optional[Dict[str, LabelTuning]] = None,
+) -> Dict[str, float]:
+    """Choose a gplinker's probability threshold of each relation type for the best strict relation F1.
+
+    Arguments as tune_thresholds; examples whose reference doc has no stored
+    relations are left out (as the relation scorer leaves them out). The
+    entities are decoded with the component's thresholds as they are: tune
+    those first (tune_thresholds does both).
+    RETURNS (Dict[str, float]): The threshold of each of the component's relation labels.
+    """
+    name, pipe = find_component(nlp, component)
+    if not isinstance(pipe, GPLinker):
+        raise TuneError(f"[{name}] has no relation thresholds: it is not a gplinker component.")
+    examples = [eg for eg in examples if RELATIONS_KEY in eg.reference.user_data]
+    if not examples:
+        raise TuneError("no example has relations stored (doc._.relations): no relation threshold to tune. "
+                        "Convert the dev data with `python -m spacy_egp.convert` (it keeps the relations).")
+    current_logits = pipe.relation_logit_thresholds()
+    floor = search_floor(pipe, grid, floor, current_logits)
+    candidates = relation_candidates(nlp, name, examples, floor, batch_size)
+    current = dict(zip(pipe.relation_labels, current_logits.tolist()))
+    grid_logits = [probability_to_logit(p) for p in grid] if grid else None
+    known = dict(zip(grid_logits or [], grid or []))
+    results = {}
+    for label, cands in candidates.items():
+        if label in current:
+            known_here = {**known, current[label]: pipe.relation_label_thresholds()[label]}
+            results[label] = as_probabilities(tune_label(label, cands, current[label], floor, grid_logits),
+                                              known_here)
+        else:
+            results[label] = LabelTuning(label, None, None, cands.n_gold,
+                                         note="not a relation label of the component: every relation missed")
+    if report is not None:
+        report.update(results)
+    if apply:
+        tuned = {label: r.new for label, r in results.items() if label in current and r.n_gold}
+        apply_thresholds(nlp, name, tuned, key="relation_thresholds")
+    return {label: results[label].new for label in pipe.relation_labels}
+
+
+# --------------------------------------------------------------------------
 # Data, report, command line
 # --------------------------------------------------------------------------
 
 
-def load_examples(nlp: Language, data_path: str, spans_key: str) -> List[Example]:
-    """Dev examples from a .spacy file: fresh predicted docs from the gold texts."""
+def load_examples(nlp: Language, data_path: str, spans_key: str, needs_spans: bool = True) -> List[Example]:
+    """Dev examples from a .spacy file: fresh predicted docs from the gold texts.
+
+    needs_spans: some doc must have gold spans in doc.spans[spans_key] (not for entity roles).
+    """
     from spacy.tokens import DocBin
 
     path = Path(data_path)
@@ -385,7 +514,7 @@ def load_examples(nlp: Language, data_path: str, spans_key: str) -> List[Example
     except Exception as error:
         raise TuneError(f"could not read {data_path} as a .spacy file (DocBin): {type(error).__name__}: "
                         f"{error}. Convert the data with `python -m spacy_egp.convert`.") from None
-    if not any(spans_key in doc.spans for doc in gold_docs):
+    if needs_spans and not any(spans_key in doc.spans for doc in gold_docs):
         found = sorted({key for doc in gold_docs for key in doc.spans})
         raise TuneError(f"no doc of {data_path} ({len(gold_docs)} docs) has gold spans in "
                         f"doc.spans[{spans_key!r}] (keys found: {found}). Pass --spans-key with the key "
@@ -407,12 +536,16 @@ def load_pipeline(model: str, gpu_id: int) -> Language:
         raise TuneError(f"could not load the pipeline {model}: {error}") from None
 
 
-def format_table(results: Dict[str, LabelTuning], spans_key: str) -> str:
-    """Label, old and new threshold, dev F1 before and after, gold count; micro F1 last."""
+def format_table(results: Dict[str, LabelTuning], spans_key: str, title: Optional[str] = None) -> str:
+    """Label, old and new threshold, dev F1 before and after, gold count; micro F1 last.
+
+    title: the first line; default the span thresholds' of doc.spans[spans_key].
+    """
     width = max([len(label) for label in results] + [len("micro avg")])
     head = f"{'label':<{width}}  {'old thr':>8}  {'new thr':>8}  {'F before':>8}  {'F after':>8}  {'gold':>6}"
     rule = "-" * len(head)
-    lines = [f"dev thresholds (probabilities) and span F1 (%), doc.spans[{spans_key!r}]:", head, rule]
+    title = title or f"dev thresholds (probabilities) and span F1 (%), doc.spans[{spans_key!r}]:"
+    lines = [title, head, rule]
 
     def thr(value: Optional[float]) -> str:
         return f"{'-':>8}" if value is None else f"{value:8.3f}"
@@ -458,7 +591,7 @@ def tune_model(args: argparse.Namespace) -> None:
     nlp = load_pipeline(args.model, args.gpu_id)
     name, pipe = find_component(nlp, args.component)
     spans_key = args.spans_key or pipe.key
-    examples = load_examples(nlp, args.data, spans_key)
+    examples = load_examples(nlp, args.data, spans_key, needs_spans=not _uses_roles(pipe))
     report: Dict[str, LabelTuning] = {}
     tune_thresholds(nlp, examples, component=name, spans_key=spans_key, grid=grid,
                     batch_size=args.batch_size, report=report)
@@ -467,9 +600,19 @@ def tune_model(args: argparse.Namespace) -> None:
     print(format_table(report, spans_key))
     print(f"DEV F1 before {micro_f1(report.values(), False) * 100:.2f} -> after "
           f"{micro_f1(report.values(), True) * 100:.2f} (in-sample: the thresholds were chosen on this data)")
+    saved = f"thresholds = {pipe.cfg['thresholds']}"
+    if isinstance(pipe, GPLinker):
+        relation_report: Dict[str, LabelTuning] = {}
+        tune_relation_thresholds(nlp, examples, component=name, grid=grid, batch_size=args.batch_size,
+                                 report=relation_report)
+        print(format_table(relation_report, spans_key, "dev relation thresholds (probabilities) and strict "
+                                                       "relation F1 (%), with the tuned entity thresholds:"))
+        print(f"DEV relation F1 before {micro_f1(relation_report.values(), False) * 100:.2f} -> after "
+              f"{micro_f1(relation_report.values(), True) * 100:.2f} (in-sample)")
+        saved += f", relation_thresholds = {pipe.cfg['relation_thresholds']}"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(args.output)
-    print(f"saved to {args.output}: [components.{name}] thresholds = {pipe.cfg['thresholds']}")
+    print(f"saved to {args.output}: [components.{name}] {saved}")
 
 
 def shared_texts(tuning_data: str, test_data: str) -> Tuple[int, int]:
@@ -516,15 +659,16 @@ def compare(args: argparse.Namespace) -> None:
 def tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m spacy_egp.tune",
-        description="Tune an efficient_globalpointer's per-label thresholds for the best F1 on dev data "
-                    "and save the pipeline with them. (`python -m spacy_egp.tune compare -h`: test F1 "
+        description="Tune an efficient_globalpointer's or gplinker's per-label thresholds (and a gplinker's "
+                    "per-relation-type thresholds) for the best F1 on dev data and save the pipeline with them. (`python -m spacy_egp.tune compare -h`: test F1 "
                     "before/after.)",
     )
     parser.add_argument("model", help="pipeline folder or installed package, e.g. training/cluener/model-best")
     parser.add_argument("data", help="DEV .spacy file with gold spans in doc.spans[KEY] (never the test split)")
     parser.add_argument("--output", "-o", required=True, help="folder to save the tuned pipeline to")
     parser.add_argument("--spans-key", default=None, help="key of the gold spans (default: the component's)")
-    parser.add_argument("--component", "-c", default=None, help=f"component name (default: the first {FACTORY})")
+    parser.add_argument("--component", "-c", default=None,
+                        help=f"component name (default: the first of {' or '.join(FACTORIES)})")
     parser.add_argument("--gpu-id", "-g", type=int, default=-1)
     parser.add_argument("--grid", default=None,
                         help="probability thresholds to choose from: --grid=START:STOP:STEP or --grid=0.2,0.35,0.5 "

@@ -27,6 +27,7 @@ from spacy_egp.gold import (
 )
 from spacy_egp.heads import build_pair_head, pair_band_width, pair_mask
 from spacy_egp.relations import Relation, relations_score
+from spacy_egp.relations_model import GPLinkerScores
 
 OPS = NumpyOps()
 WORDS = "John Smith works for Acme Corp in Paris .".split()
@@ -165,7 +166,7 @@ def test_set_annotations_decodes_a_hand_made_pair_band():
     pairs[(*pair_cell(4, 7, width), r)] = 3.0  # Acme Corp -> Paris: head pair
     pairs[(*pair_cell(5, 7, width), n + r)] = 1.0  # and tail pair
     pairs[(*pair_cell(0, 4, width), pipe.relation_labels.index("Work_For"))] = 5.0  # head pair only
-    pipe.set_annotations([doc], (Ragged(entities, entity_band.lengths), Ragged(pairs, pair_band.lengths)))
+    pipe.set_annotations([doc], GPLinkerScores(Ragged(entities, entity_band.lengths), Ragged(pairs, pair_band.lengths)))
     (relation,) = doc._.relations
     assert (relation.head.text, relation.head.label_, relation.label, relation.tail.text, relation.tail.label_) == (
         "Acme Corp", "Org", "OrgBased_In", "Paris", "Loc")
