@@ -205,3 +205,42 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
     assert "| gplinker strict F ≥ baseline + 5 | conll04 (MiniLM) | +20.00 points | yes |" in text
     assert "| gplinker strict F ≥ 55 | conll04 (MiniLM) | 40.00 | **no** |" in text
     assert "conll04 (CNN)" not in text
+
+
+def test_pair_vectors_gradient_matches_finite_differences():
+    """d(pair vectors)/d(token vectors): mean-pooled head and tail, a token's gradients summed over its pairs."""
+    import numpy
+    from thinc.api import Model, reduce_mean
+
+    from spacy_egp.benchmark.relations_baseline import _pair_vectors_forward
+
+    rng = numpy.random.default_rng(0)
+    docs = [Doc(spacy.blank("en").vocab, words=list("abcdef")), Doc(spacy.blank("en").vocab, words=list("xyz"))]
+    vectors = [rng.normal(size=(len(doc), 3)).astype("float32") for doc in docs]
+
+    def fixed_forward(model, docs, is_train):
+        return [model.attrs["vectors"][i] for i in range(len(docs))], lambda d: model.attrs.__setitem__("d", d)
+
+    tok2vec, pooling = Model("fixed", fixed_forward, attrs={"vectors": vectors}), reduce_mean()
+    model = Model("pairs", _pair_vectors_forward, layers=[tok2vec, pooling],
+                  refs={"tok2vec": tok2vec, "pooling": pooling})
+    pairs = [numpy.asarray([[0, 2, 3, 4], [3, 4, 0, 2], [1, 2, 5, 6]], dtype="int32"),
+             numpy.asarray([[2, 3, 0, 2]], dtype="int32")]
+    output, backprop = model((docs, pairs), is_train=True)
+    assert output.shape == (4, 6)
+    # the second pair is the first with head and tail swapped
+    numpy.testing.assert_allclose(output[1], numpy.concatenate([output[0][3:], output[0][:3]]))
+    numpy.testing.assert_allclose(output[3][:3], vectors[1][2], rtol=1e-6)
+    numpy.testing.assert_allclose(output[3][3:], vectors[1][0:2].mean(axis=0), rtol=1e-6)
+    weights = rng.normal(size=output.shape).astype("float32")
+    backprop(weights)
+    analytic = tok2vec.attrs["d"]
+    eps = 1e-2
+    for doc_index, doc_vectors in enumerate(vectors):
+        for i, j in numpy.ndindex(doc_vectors.shape):
+            doc_vectors[i, j] += eps
+            up = float((model.predict((docs, pairs)) * weights).sum())
+            doc_vectors[i, j] -= 2 * eps
+            down = float((model.predict((docs, pairs)) * weights).sum())
+            doc_vectors[i, j] += eps
+            assert abs((up - down) / (2 * eps) - analytic[doc_index][i, j]) < 1e-3
