@@ -421,7 +421,10 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
             store_relation_offsets(doc, self.decode(doc, head_pairs, tail_pairs))
 
     def decode(self, doc: Doc, head_pairs: Dict, tail_pairs: Dict) -> List[RelationOffsets]:
-        """The relations of a doc whose entities are set, from its kept pairs ({(relation, first, second): probability})."""
+        """The relations of a doc whose entities are set, from its kept pairs.
+
+        head_pairs, tail_pairs (Dict): {(relation, first token, second token): probability}.
+        """
         group = doc.spans[self.key]
         scores = group.attrs.get("scores")
         entities = [(span.start, span.end, span.label_) for span in group]

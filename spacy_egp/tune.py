@@ -660,8 +660,8 @@ def tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m spacy_egp.tune",
         description="Tune an efficient_globalpointer's or gplinker's per-label thresholds (and a gplinker's "
-                    "per-relation-type thresholds) for the best F1 on dev data and save the pipeline with them. (`python -m spacy_egp.tune compare -h`: test F1 "
-                    "before/after.)",
+                    "per-relation-type thresholds) for the best F1 on dev data and save the pipeline with them. "
+                    "(`python -m spacy_egp.tune compare -h`: test F1 before/after.)",
     )
     parser.add_argument("model", help="pipeline folder or installed package, e.g. training/cluener/model-best")
     parser.add_argument("data", help="DEV .spacy file with gold spans in doc.spans[KEY] (never the test split)")

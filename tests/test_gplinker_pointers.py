@@ -352,3 +352,22 @@ def test_loss_sums_rows_per_doc_and_averages_over_docs():
         offset += n
     assert loss == pytest.approx(total / len(examples), rel=1e-4)
     assert isinstance(gradient, GPLinkerScores)
+
+
+@pytest.mark.parametrize("pair_pointer", ["egp", "gp"])
+def test_both_pair_pointers_learn_the_relations_of_a_few_sentences(pair_pointer):
+    nlp = spacy.blank("en")
+    _gplinker(nlp, pair_pointer=pair_pointer)
+    places = ["Paris", "Rome", "Oslo", "Lima"]
+    examples = [make_example(nlp, words=WORDS[:7] + [place, "."]) for place in places]
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    losses = []
+    for _ in range(40):
+        step: dict = {}
+        nlp.update(examples, sgd=optimizer, losses=step)
+        losses.append(step["gplinker"])
+    assert losses[-1] < 0.05 * losses[0]
+    for doc, eg in zip(nlp.pipe(eg.reference.text for eg in examples), examples):
+        predicted = {(r.head.text, r.label, r.tail.text) for r in doc._.relations}
+        assert predicted == {(r.head.text, r.label, r.tail.text) for r in eg.reference._.relations}
