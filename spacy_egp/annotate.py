@@ -19,30 +19,43 @@ than --max-chars, a missing id, or an id already written (the first record with
 an id wins; later ones are errors, so ids in OUTPUT are unique). Blank lines
 are not records. OUTPUT keeps the order of the input.
 
-An existing OUTPUT or errors file is never appended to: the run refuses unless
---overwrite is given. Both files are written under a ".partial" name and
-renamed at the end, so an interrupted run leaves no half output behind.
+Both files are written under a ".partial" name (a Parquet OUTPUT as a folder
+of complete part files) and put in place when the run is complete, so a reader
+never sees a half OUTPUT. An existing OUTPUT, errors file or work file is
+refused unless --overwrite (start again) or --resume (continue an interrupted
+run: the records in OUTPUT.partial, by id, and the errors, by input position,
+are kept and neither annotated nor written again; a torn last line that a
+killed run left is cut off and its record redone; a finished run is left as it
+is).
 
 Engines: `local` runs nlp.pipe here, or with --n-process > 1 in a pool of
-processes that each load the pipeline once; `ray` runs it in --n-process Ray
-Data actors (each loads it once), on a local Ray or on the cluster at
---address. With Ray, INPUT is read by Ray's read tasks (it must be at the same
-path on every node: shared storage), the results
-stream back to this process in input order (preserve_order) and this process
-writes OUTPUT: the same records, in the same order, as the local engine.
+spawned worker processes that each load the pipeline once (never forked: see
+WorkerPool); a worker that dies has its batch annotated again by a new one,
+or, when a batch killed its worker twice, the run stops with an error naming
+it. `ray` runs it in --n-process Ray Data actors (each loads it once; Ray
+restarts a killed actor and retries its batch), on a local Ray or on the
+cluster at --address. With Ray, INPUT is read by Ray's read tasks (it must be
+at the same path on every node: shared storage), the results stream back to
+this process in input order (preserve_order) and this process writes OUTPUT:
+the same records, in the same order, as the local engine.
 """
 
 import argparse
+import importlib.util
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
+import signal
 import sys
 import time
+import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import IO, Any, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 import spacy
 from spacy.language import Language
@@ -60,6 +73,10 @@ READ_CHUNK_BYTES = 1 << 20
 # Scores are float32 (about 7 significant digits): more decimals would only
 # show the last-bit noise of different batchings, which differ between engines.
 SCORE_DECIMALS = 6
+# Local worker processes are spawned, never forked: see WorkerPool (issue 25).
+DEFAULT_START_METHOD = "spawn"
+# A batch whose worker process died this many times is taken to be the cause and stops the run.
+MAX_BATCH_ATTEMPTS = 2
 
 
 class AnnotateError(Exception):
@@ -87,6 +104,7 @@ class Row:
     error: Optional[str] = None
     annotations: Optional[Dict[str, Any]] = None
     words: int = 0
+    done: bool = False  # written by an earlier run (--resume): neither annotated nor written again
 
 
 def file_format(path: Path, role: str) -> str:
@@ -293,58 +311,248 @@ class Annotator:
         """(annotations, words) of each text, through nlp.pipe."""
         return [(self.annotations(doc), len(doc)) for doc in self.nlp.pipe(texts, batch_size=self.settings.batch_size)]
 
-    def annotate(self, rows: Iterable[Row], n_process: int = 1) -> Iterator[Row]:
-        """The rows, in order, the good ones annotated: here, or by a pool of `n_process` processes.
+    def annotate(self, rows: Iterable[Row]) -> Iterator[Row]:
+        """The rows, in order, annotated here in batches; rows with an error or done (--resume) are not.
 
-        Not nlp.pipe(n_process=...): it sends every Doc back through srsly's
-        msgpack, which looks up its entry points on each call (a few ms a doc
-        in an environment with many packages), so that 2 processes were
-        slower than 1. The workers here send back the annotations only.
+        More processes: WorkerPool. Not nlp.pipe(n_process=...): it sends
+        every Doc back through srsly's msgpack, which looks up its entry points
+        on each call (a few ms a doc in an environment with many packages), so
+        that 2 processes were slower than 1; and it forks (see WorkerPool).
         """
-        batches = (list(batch) for batch in spacy.util.minibatch(rows, self.settings.batch_size))
-        if n_process == 1:
-            for batch in batches:
-                yield from _filled(batch, self.annotate_texts(self._texts(batch)))
-        else:
-            yield from self._annotate_in_pool(batches, n_process)
-
-    def _texts(self, batch: List[Row]) -> List[str]:
-        return [row.record[self.settings.text_field] for row in batch if row.error is None]
-
-    def _annotate_in_pool(self, batches: Iterable[List[Row]], n_process: int) -> Iterator[Row]:
-        with multiprocessing.Pool(n_process, initializer=_start_worker, initargs=(self.model, self.settings)) as pool:
-            pending: Deque[Tuple[List[Row], Any]] = deque()
-            for batch in batches:
-                pending.append((batch, pool.apply_async(_annotate_in_worker, (self._texts(batch),))))
-                # A bounded window: the input is read as fast as the workers go, not into memory.
-                if len(pending) > 2 * n_process:
-                    batch, result = pending.popleft()
-                    yield from _filled(batch, result.get())
-            for batch, result in pending:
-                yield from _filled(batch, result.get())
+        for batch in spacy.util.minibatch(rows, self.settings.batch_size):
+            yield from _filled(batch, self.annotate_texts(_texts(batch, self.settings)))
 
 
-def _filled(batch: List[Row], results: List[Tuple[Dict[str, Any], int]]) -> Iterator[Row]:
-    """The batch's rows, the good ones given their (annotations, words) in order."""
+def _texts(batch: List[Row], settings: Settings) -> List[str]:
+    """The texts of the rows to annotate: no error, not done by an earlier run."""
+    return [row.record[settings.text_field] for row in batch if row.error is None and not row.done]
+
+
+def _filled(batch: List[Row], results: List[Tuple[Dict[str, Any], int]]) -> List[Row]:
+    """The batch's rows, those that were annotated given their (annotations, words) in order."""
     good = iter(results)
     for row in batch:
-        if row.error is None:
+        if row.error is None and not row.done:
             row.annotations, row.words = next(good)
-        yield row
+    return batch
 
 
-# The pipeline of a local worker process, loaded once by the pool's initializer.
-_WORKER: Optional[Annotator] = None
+# ---------------------------------------------------------------- the local worker pool
 
 
-def _start_worker(model: str, settings: Settings) -> None:
-    global _WORKER
-    _WORKER = Annotator(model, settings)
+@dataclass
+class _Batch:
+    number: int  # from 0, in input order
+    rows: List[Row]
+    attempts: int = 0  # workers that died while holding it
 
 
-def _annotate_in_worker(texts: List[str]) -> List[Tuple[Dict[str, Any], int]]:
-    assert _WORKER is not None, "the pool's initializer loads the pipeline"
-    return _WORKER.annotate_texts(texts)
+@dataclass(eq=False)  # a dict key: hashed by identity
+class _Worker:
+    process: Any  # multiprocessing's Process of the pool's context
+    connection: Any  # the driver's end of a duplex Pipe
+    ready: bool = False  # the pipeline is loaded
+    batch: Optional[_Batch] = None  # the one batch it holds (never more: a death loses exactly that one)
+
+
+class WorkerPool:
+    """`n_process` worker processes that each load the pipeline once and annotate one batch at a time.
+
+    Started with `start_method` "spawn" (default) or "forkserver", never by
+    forking this process: after torch has run a layer here (a BiLSTM context,
+    a transformer), its OpenMP thread pool is in a state that a forked child
+    inherits without the threads, and the child's first torch call waits on
+    them forever (issue 25).
+
+    A worker that dies (SIGKILL from the out-of-memory killer, a crash in
+    native code) is noticed through its process sentinel, never waited for:
+    the one batch it held goes back to the front of the queue and a new
+    worker is started. A batch whose worker died MAX_BATCH_ATTEMPTS times is
+    taken to be the cause (a text too large for memory): the run stops with
+    an AnnotateError naming the batch's lines, instead of killing workers
+    forever. Results are yielded in input order.
+    """
+
+    def __init__(self, model: str, settings: Settings, n_process: int, start_method: str = DEFAULT_START_METHOD,
+                 position_name: str = "line") -> None:
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise AnnotateError(f"Unknown start method {start_method!r}: use one of "
+                                f"{multiprocessing.get_all_start_methods()} (spawn is safe everywhere).")
+        self.model, self.settings, self.n_process = model, settings, n_process
+        self.context = multiprocessing.get_context(start_method)
+        self.position_name = position_name
+        self.workers: List[_Worker] = []
+        self.workers_lost = 0
+        # The cores shared out: n workers each with torch's default of one thread a core would
+        # oversubscribe them, and an OpenMP barrier per LSTM step then waits on descheduled threads.
+        self.threads_per_worker = max(1, len(os.sched_getaffinity(0)) // n_process)
+
+    def __enter__(self) -> "WorkerPool":
+        self.workers = [self._start_worker() for _ in range(self.n_process)]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _start_worker(self) -> _Worker:
+        driver_end, worker_end = self.context.Pipe(duplex=True)
+        process = self.context.Process(target=_worker_main, args=(self.model, self.settings, worker_end,
+                                                                  self.threads_per_worker),
+                                       name="spacy_egp.annotate worker", daemon=True)
+        process.start()
+        worker_end.close()  # the worker's copy stays open: its EOF then means the worker is gone
+        return _Worker(process, driver_end)
+
+    def close(self) -> None:
+        """Ask the workers to stop; end those that do not within a few seconds."""
+        for worker in self.workers:
+            try:
+                worker.connection.send(None)
+            except (OSError, ValueError):
+                pass  # already gone
+        for worker in self.workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=5)
+            worker.connection.close()
+        self.workers = []
+
+    def annotate(self, batches: Iterable[List[Row]]) -> Iterator[List[Row]]:
+        """The batches, annotated, in input order; at most about 3 x n_process of them in memory."""
+        batches = iter(batches)
+        queue: Deque[_Batch] = deque()  # read, not yet given to a worker
+        finished: Dict[int, List[Row]] = {}
+        read = yielded = 0
+        exhausted = False
+        while True:
+            while not exhausted and read - yielded < 3 * self.n_process:
+                rows = next(batches, None)
+                if rows is None:
+                    exhausted = True
+                elif _texts(rows, self.settings):
+                    queue.append(_Batch(read, rows))
+                    read += 1
+                else:  # nothing to annotate (errors, or done by an earlier run)
+                    finished[read] = rows
+                    read += 1
+            while yielded in finished:
+                yield finished.pop(yielded)
+                yielded += 1
+            if exhausted and yielded == read:
+                return
+            self._dispatch(queue)
+            self._wait(queue, finished)
+
+    def _dispatch(self, queue: Deque[_Batch]) -> None:
+        for worker in self.workers:
+            if worker.ready and worker.batch is None and queue:
+                worker.batch = queue.popleft()
+                try:
+                    worker.connection.send((worker.batch.number, _texts(worker.batch.rows, self.settings)))
+                except OSError:
+                    pass  # it died: _wait sees its sentinel and puts the batch back
+
+    def _wait(self, queue: Deque[_Batch], finished: Dict[int, List[Row]]) -> None:
+        """Wait for a message or a death of any worker (never for a dead one)."""
+        waitables = {worker.connection: worker for worker in self.workers}
+        waitables.update({worker.process.sentinel: worker for worker in self.workers})
+        for ready in multiprocessing.connection.wait(list(waitables)):
+            worker = waitables[ready]
+            if worker not in self.workers:
+                continue  # replaced earlier in this loop (its pipe and its sentinel were both ready)
+            # Messages first: a worker may have sent its batch back just before it died.
+            if self._drain(worker, finished) and worker.process.is_alive():
+                continue
+            worker.process.join(timeout=10)  # its pipe closed: let it finish dying
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join()
+            self._replace_dead(worker, queue)
+
+    def _drain(self, worker: _Worker, finished: Dict[int, List[Row]]) -> bool:
+        """Receive every message waiting from `worker`; RETURNS False when its pipe is closed."""
+        try:
+            while worker.connection.poll():
+                self._receive(worker, worker.connection.recv(), finished)
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _receive(self, worker: _Worker, message: Tuple[Any, ...], finished: Dict[int, List[Row]]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "done":
+            _, number, results = message
+            assert worker.batch is not None and worker.batch.number == number
+            finished[number] = _filled(worker.batch.rows, results)
+            worker.batch = None
+        else:  # "failed" to load, or "error" in a batch: a Python exception, the same on any worker
+            raise AnnotateError(f"A worker process raised an error{self._batch_name(worker.batch)}:\n{message[-1]}")
+
+    def _replace_dead(self, worker: _Worker, queue: Deque[_Batch]) -> None:
+        code = worker.process.exitcode
+        cause = f"exit code {code}" + (f", killed by {signal.Signals(-code).name}" if code is not None and code < 0
+                                       and -code in signal.valid_signals() else "")
+        if not worker.ready:
+            raise AnnotateError(
+                f"A worker process ended ({cause}) before its pipeline was loaded; its error, if any, is above. "
+                f"Workers start with {self.context.get_start_method()!r} and import the main module again: a "
+                "script that calls annotate() must do so under `if __name__ == \"__main__\":`."
+            )
+        self.workers_lost += 1
+        batch, worker.batch = worker.batch, None
+        if batch is not None:
+            batch.attempts += 1
+            if batch.attempts >= MAX_BATCH_ATTEMPTS:
+                raise AnnotateError(
+                    f"The worker process annotating{self._batch_name(batch)} died {batch.attempts} times "
+                    f"(last: {cause}; -9 is SIGKILL, e.g. by the out-of-memory killer). The run stops rather than "
+                    "kill workers forever: lower --max-chars or --batch-size, or leave those records out, and "
+                    "continue with --resume."
+                )
+            queue.appendleft(batch)
+            logging.getLogger(__name__).warning(
+                "A worker process died (%s)%s; annotating it again with a new worker.", cause,
+                self._batch_name(batch).replace(" batch", ": its batch", 1))
+        worker.connection.close()
+        self.workers[self.workers.index(worker)] = self._start_worker()
+
+    def _batch_name(self, batch: Optional[_Batch]) -> str:
+        if batch is None:
+            return ""
+        return (f" batch {batch.number} ({self.position_name}s {batch.rows[0].position}"
+                f"-{batch.rows[-1].position} of the input)")
+
+
+def _worker_main(model: str, settings: Settings, connection: Any, threads: int) -> None:
+    """A worker process: load the pipeline, then annotate (number, texts) messages until None or EOF.
+
+    threads (int): torch's intra-op threads here (as torch's DataLoader workers limit theirs).
+    """
+    try:
+        if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        annotator = Annotator(model, settings)
+    except BaseException:
+        connection.send(("failed", traceback.format_exc()))
+        return
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:  # the driver is gone: nothing to annotate for
+            return
+        if message is None:
+            return
+        number, texts = message
+        try:
+            connection.send(("done", number, annotator.annotate_texts(texts)))
+        except Exception:
+            connection.send(("error", number, traceback.format_exc()))
 
 
 # ---------------------------------------------------------------- writing
@@ -364,24 +572,40 @@ def annotation_types(fields: Iterable[str], relations_field: Optional[str]) -> D
 
 
 class JsonlWriter:
-    def __init__(self, path: Path) -> None:
-        self.stream = path.open("w", encoding="utf-8")
+    """OUTPUT.partial as JSON Lines, appended to by a resumed run (after its torn last line is cut off)."""
+
+    def __init__(self, path: Path, append: bool = False) -> None:
+        self.path = path
+        self.stream = path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, records: List[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], str]]:
         for record in records:
             # default=str: Parquet values without a JSON type (dates, decimals) become strings.
             self.stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self.stream.flush()  # whole lines reach the file: a killed driver loses at most the last batch
         return []
 
-    def close(self) -> None:
+    def finish(self, final: Path) -> None:
         self.stream.close()
+        os.replace(self.path, final)
 
 
 class ParquetWriter:
-    """Row groups of records; the schema is the first group's, with the added fields typed explicitly."""
+    """OUTPUT.partial as a folder of complete Parquet files, one a row group, merged into OUTPUT at the end.
 
-    def __init__(self, path: Path, types: Dict[str, Any]) -> None:
-        self.path, self.types, self.writer = path, types, None
+    A Parquet file is readable only once its footer is written, so a killed
+    run's single file could not be resumed: each part is written under a
+    temporary name and renamed when complete. The schema is the first part's,
+    with the added fields typed explicitly.
+    """
+
+    def __init__(self, folder: Path, types: Dict[str, Any]) -> None:
+        import pyarrow.parquet as pq
+
+        self.folder, self.types = folder, types
+        folder.mkdir(exist_ok=True)
+        self.parts = parquet_parts(folder)
+        self.schema = pq.read_schema(self.parts[0]) if self.parts else None
 
     def _schema(self, records: List[Dict[str, Any]]) -> Any:
         import pyarrow as pa
@@ -391,66 +615,188 @@ class ParquetWriter:
         return pa.schema(fields + [pa.field(name, kind) for name, kind in self.types.items()])
 
     def write(self, records: List[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], str]]:
-        """Write records; RETURNS those that do not fit the schema, with the reason."""
+        """Write records as one part; RETURNS those that do not fit the schema, with the reason."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, self._schema(records))
-        try:
-            self.writer.write_table(pa.Table.from_pylist(records, schema=self.writer.schema))
+        if not records:
             return []
+        if self.schema is None:
+            self.schema = self._schema(records)
+        try:
+            table, rejected = pa.Table.from_pylist(records, schema=self.schema), []
         except (pa.ArrowException, TypeError, ValueError):
-            return self._write_one_by_one(records)
+            table, rejected = self._one_by_one(records)
+        if table is not None:
+            self._write_part(table)
+        return rejected
 
-    def _write_one_by_one(self, records: List[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], str]]:
+    def _one_by_one(self, records: List[Dict[str, Any]]) -> Tuple[Any, List[Tuple[Dict[str, Any], str]]]:
         import pyarrow as pa
 
         rejected, good = [], []
         for record in records:
             try:
-                good.append(pa.Table.from_pylist([record], schema=self.writer.schema))
+                good.append(pa.Table.from_pylist([record], schema=self.schema))
             except (pa.ArrowException, TypeError, ValueError) as err:
                 rejected.append((record, f"its fields do not fit the Parquet schema of the first records ({err})"))
-        if good:
-            self.writer.write_table(pa.concat_tables(good))
-        return rejected
+        return (pa.concat_tables(good) if good else None), rejected
 
-    def close(self) -> None:
+    def _write_part(self, table: Any) -> None:
         import pyarrow.parquet as pq
 
-        if self.writer is None:  # no record at all: an empty file with the added fields
-            self.writer = pq.ParquetWriter(self.path, self._schema([]))
-        self.writer.close()
+        part = self.folder / f"part-{len(self.parts):06d}.parquet"
+        temporary = part.with_name(part.name + ".tmp")
+        pq.write_table(table, temporary)
+        os.replace(temporary, part)
+        self.parts.append(part)
+
+    def finish(self, final: Path) -> None:
+        """Merge the parts (row group by row group, not into memory) into `final`, then remove the folder."""
+        import pyarrow.parquet as pq
+
+        merged = self.folder / "merged.tmp"
+        with pq.ParquetWriter(merged, self.schema or self._schema([])) as writer:
+            for part in self.parts:
+                source = pq.ParquetFile(part)
+                for group in range(source.num_row_groups):
+                    writer.write_table(source.read_row_group(group))
+        os.replace(merged, final)
+        shutil.rmtree(self.folder)
+
+
+def parquet_parts(folder: Path) -> List[Path]:
+    """The complete parts of a Parquet OUTPUT.partial folder, in order (temporary files are not parts)."""
+    return sorted(folder.glob("part-*.parquet"))
 
 
 @dataclass
 class Summary:
-    records: int = 0
-    errors: int = 0
+    records: int = 0  # written by this run
+    errors: int = 0  # written by this run
     words: int = 0
     seconds: float = 0.0
+    resumed: int = 0  # records and errors already written by the interrupted run, skipped
+    torn_lines: int = 0  # incomplete last lines of the interrupted run's files, cut off and redone
+    workers_lost: int = 0  # local worker processes that died and were replaced
+    finished_before: bool = False  # --resume found the job finished: nothing done
 
     @property
     def docs_per_second(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class Resume:
+    """What an interrupted run already wrote: the ids in OUTPUT.partial, the input positions in the errors."""
+
+    ids: Set[Any] = field(default_factory=set)
+    positions: Set[int] = field(default_factory=set)
+    torn_lines: int = 0
+
+    def mark(self, row: Row, settings: Settings) -> Row:
+        """Mark `row` done when an earlier run wrote it (its id in OUTPUT, or its position in the errors)."""
+        if row.position in self.positions or (row.error is None and row.record[settings.id_field] in self.ids):
+            row.done = True
+        return row
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.positions)
+
+
+def read_resume(output_partial: Path, errors_partial: Path, settings: Settings, position_name: str) -> Resume:
+    """Repair the interrupted run's files (torn last lines cut off) and collect what they hold."""
+    resume = Resume()
+    if output_partial.is_dir():  # Parquet parts
+        import pyarrow.parquet as pq
+
+        for temporary in output_partial.glob("*.tmp"):
+            temporary.unlink()  # a part or a merge the run did not finish
+        for part in parquet_parts(output_partial):
+            resume.ids.update(pq.read_table(part, columns=[settings.id_field]).column(0).to_pylist())
+    elif output_partial.exists():
+        lines, resume.torn_lines = _complete_lines(output_partial)
+        for number, line in lines:
+            record, error = parse_line(line)
+            if error is not None or settings.id_field not in record:
+                raise AnnotateError(f"{output_partial}, line {number}: {error or 'no id field'}; it is not the "
+                                    "work file of an annotate run with these options: pass --overwrite to start again.")
+            resume.ids.add(record[settings.id_field])
+    if errors_partial.exists():
+        lines, torn = _complete_lines(errors_partial)
+        resume.torn_lines += torn
+        for number, line in lines:
+            entry, error = parse_line(line)
+            if error is not None or position_name not in entry:
+                raise AnnotateError(f"{errors_partial}, line {number}: {error or f'no {position_name}'}; pass "
+                                    "--overwrite to start again.")
+            resume.positions.add(entry[position_name])
+    return resume
+
+
+def _complete_lines(path: Path) -> Tuple[Iterator[Tuple[int, bytes]], int]:
+    """The complete non-blank lines of a JSONL work file, after cutting off a torn last line.
+
+    RETURNS (lines, 1 if a torn line was cut off else 0).
+    """
+    torn = _cut_torn_line(path)
+
+    def lines() -> Iterator[Tuple[int, bytes]]:
+        with path.open("rb") as stream:
+            yield from ((number, line) for number, line in iter_lines(stream) if line.strip())
+
+    return lines(), torn
+
+
+def _cut_torn_line(path: Path) -> int:
+    """Cut off the last line of `path` if it lacks its newline; RETURNS 1 if it did, else 0.
+
+    Every line is written with its newline, so a line without one is what a
+    killed run left half written: its record is annotated and written again.
+    """
+    with path.open("rb+") as stream:
+        end = stream.seek(0, os.SEEK_END)
+        if end == 0:
+            return 0
+        stream.seek(end - 1)
+        if stream.read(1) == b"\n":
+            return 0
+        position = end
+        while position > 0:  # back to the last newline, a chunk at a time (the file may be large)
+            start = max(0, position - READ_CHUNK_BYTES)
+            stream.seek(start)
+            newline = stream.read(position - start).rfind(b"\n")
+            if newline >= 0:
+                stream.truncate(start + newline + 1)
+                return 1
+            position = start
+        stream.truncate(0)
+        return 1
+
+
 class Output:
-    """OUTPUT and its errors file: first id wins, progress on stderr, renamed into place on close."""
+    """OUTPUT and its errors file: first id wins, progress on stderr, renamed into place when complete.
+
+    Both are written under a ".partial" name (a Parquet OUTPUT as a folder of
+    parts): OUTPUT appears only when the run is complete, so a reader never
+    sees a half file; a killed run's work files are what --resume continues.
+    """
 
     def __init__(self, path: Path, errors: Path, settings: Settings, types: Dict[str, Any],
-                 total: Optional[int], progress: bool, position_name: str) -> None:
+                 total: Optional[int], progress: bool, position_name: str, resume: Optional[Resume] = None) -> None:
         from tqdm import tqdm
 
         self.paths = [(partial_path(path), path), (partial_path(errors), errors)]
-        self.settings, self.position_name = settings, position_name
-        self.writer = JsonlWriter(self.paths[0][0]) if file_format(path, "OUTPUT") == "jsonl" \
-            else ParquetWriter(self.paths[0][0], types)
-        self.errors = self.paths[1][0].open("w", encoding="utf-8")
+        self.settings, self.position_name, self.resume = settings, position_name, resume
+        if file_format(path, "OUTPUT") == "jsonl":
+            self.writer: Any = JsonlWriter(self.paths[0][0], append=resume is not None)
+            self.group_size = settings.batch_size  # whole lines, often: a kill loses little
+        else:
+            self.writer = ParquetWriter(self.paths[0][0], types)
+            self.group_size = PARQUET_ROWS_PER_GROUP  # one part a group: fewer, larger parts
+        self.errors = self.paths[1][0].open("a" if resume is not None else "w", encoding="utf-8")
         self.seen: Dict[Any, int] = {}
         self.pending: List[Tuple[Dict[str, Any], int]] = []
-        self.summary = Summary()
+        self.summary = Summary(torn_lines=resume.torn_lines if resume else 0)
         self.start = time.perf_counter()
         self.bar = tqdm(total=total, unit="doc", file=sys.stderr, disable=not progress, smoothing=0.1)
 
@@ -458,15 +804,29 @@ class Output:
         self.bar.update(1)
         error = row.error
         record_id = None if row.record is None else row.record.get(self.settings.id_field)
+        if row.done and self._written_before(row, record_id):
+            self.summary.resumed += 1
+            return
         if error is None and record_id in self.seen:
             error = f"duplicate id: already written from {self.position_name} {self.seen[record_id]}"
         if error is not None:
             return self.error(record_id, row.position, error)
+        assert row.annotations is not None, "rows without an error are annotated"
         self.seen[record_id] = row.position
         self.summary.words += row.words
         self.pending.append(({**row.record, **row.annotations}, row.position))
-        if len(self.pending) >= PARQUET_ROWS_PER_GROUP:
+        if len(self.pending) >= self.group_size:
             self.flush()
+
+    def _written_before(self, row: Row, record_id: Any) -> bool:
+        """Whether the interrupted run wrote this done row (else it is a later record with a written id)."""
+        assert self.resume is not None
+        if row.position in self.resume.positions:
+            return True
+        if record_id in self.seen:
+            return False  # the first record with this id was the one written: this one is a duplicate
+        self.seen[record_id] = row.position
+        return True
 
     def error(self, record_id: Any, position: int, reason: str) -> None:
         self.summary.errors += 1
@@ -478,21 +838,25 @@ class Output:
         rejected = self.writer.write([record for record, _ in self.pending])
         for record, reason in rejected:
             self.error(record.get(self.settings.id_field), positions[id(record)], reason)
+        self.errors.flush()
         self.summary.records += len(self.pending) - len(rejected)
         self.pending = []
 
     def close(self) -> Summary:
+        """Write what is pending and put both files in place: the errors first, OUTPUT (the sign of a finished
+        run) last."""
         self.flush()
-        self.writer.close()
-        self.errors.close()
         self.bar.close()
-        for partial, final in self.paths:
-            os.replace(partial, final)
+        self.errors.close()
+        (errors_partial, errors), (_, output) = self.paths[1], self.paths[0]
+        os.replace(errors_partial, errors)
+        self.writer.finish(output)
         self.summary.seconds = time.perf_counter() - self.start
         return self.summary
 
 
 def partial_path(path: Path) -> Path:
+    """The work file (or, for Parquet OUTPUT, folder) of `path` while the run is not finished."""
     return path.with_name(path.name + ".partial")
 
 
@@ -527,12 +891,15 @@ class RayAnnotator:
 
     JSONL batches (line numbers and raw lines) come back with the raw line;
     Parquet batches keep their columns. Both gain _egp_error, _egp_annotations
-    (JSON) and _egp_words; the driver rebuilds the rows from them.
+    (JSON) and _egp_words; the driver rebuilds the rows from them. Records
+    whose id is in `done_ids` (written by an interrupted run, --resume) are
+    not annotated.
     """
 
-    def __init__(self, model: str, settings: Settings, source: str) -> None:
+    def __init__(self, model: str, settings: Settings, source: str, done_ids: Optional[Set[Any]] = None) -> None:
         self.annotator = Annotator(model, settings)
         self.settings, self.source = settings, source
+        self.resume = Resume(ids=done_ids) if done_ids else None
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
@@ -542,6 +909,8 @@ class RayAnnotator:
             rows = list(jsonl_rows(pairs, self.settings))  # one a line: the datasource left out blank ones
         else:
             rows = list(record_rows(batch.to_pylist(), self.settings))
+        if self.resume is not None:
+            rows = [self.resume.mark(row, self.settings) for row in rows]
         rows = list(self.annotator.annotate(rows))
         batch = batch.append_column(f"{META}error", pa.array([row.error for row in rows], pa.string()))
         annotations = [None if row.annotations is None else json.dumps(row.annotations) for row in rows]
@@ -567,8 +936,14 @@ def _start_ray(address: Optional[str], n_actors: int) -> bool:
     return True
 
 
-def ray_rows(model: str, path: Path, settings: Settings, n_actors: int, address: Optional[str]) -> Iterator[Row]:
-    """The rows of INPUT annotated by Ray Data actors, in input order."""
+def ray_rows(model: str, path: Path, settings: Settings, n_actors: int, address: Optional[str],
+             resume: Optional[Resume] = None) -> Iterator[Row]:
+    """The rows of INPUT annotated by Ray Data actors, in input order (those done by `resume` marked, not
+    annotated).
+
+    A killed actor is Ray Data's to handle: it restarts the actor and runs the
+    lost batch again (the driver still gets each row once, in order).
+    """
     try:
         import ray
         import ray.data
@@ -588,17 +963,35 @@ def ray_rows(model: str, path: Path, settings: Settings, n_actors: int, address:
         # A read task makes large blocks (a whole file, a row group), and an actor
         # takes whole blocks: blocks of one batch let every actor work.
         data = data.repartition(target_num_rows_per_block=settings.batch_size)
-        data = data.map_batches(RayAnnotator, fn_constructor_args=(model, settings, source),
+        done_ids = ray.put(resume.ids) if resume and resume.ids else None  # once to the object store, not per actor
+        data = data.map_batches(RayAnnotator, fn_constructor_args=(model, settings, source, done_ids),
                                 batch_size=settings.batch_size, batch_format="pyarrow",
-                                compute=ray.data.ActorPoolStrategy(size=n_actors), num_cpus=1)
-        position = 0
-        for batch in data.iter_batches(batch_format="pyarrow", batch_size=None):
-            for values in batch.to_pylist():
-                yield _driver_row(values, source, position)
-                position += 1
+                                compute=ray.data.ActorPoolStrategy(size=n_actors), num_cpus=1,
+                                # a killed actor is restarted and its batch retried, once: a batch that
+                                # kills its actor twice is taken to be the cause, as in WorkerPool
+                                max_restarts=-1, max_task_retries=MAX_BATCH_ATTEMPTS - 1)
+        position, last = 0, None
+        try:
+            for batch in data.iter_batches(batch_format="pyarrow", batch_size=None):
+                for values in batch.to_pylist():
+                    row = _driver_row(values, source, position)
+                    yield row if resume is None else resume.mark(row, settings)
+                    last, position = row.position, position + 1
+        except ray.exceptions.RayError as err:
+            where = "the first batch" if last is None else f"a batch after {_position_name(source)} {last}"
+            raise AnnotateError(
+                f"A Ray actor annotating {where} (the last one received, in input order) died "
+                f"{MAX_BATCH_ATTEMPTS} times: the run stops rather than kill actors forever. Lower --max-chars "
+                f"or --batch-size, or leave the records out, and continue with --resume. Ray said: "
+                f"{type(err).__name__}: {str(err)[:500]}"
+            ) from None
     finally:
         if started:
             ray.shutdown()
+
+
+def _position_name(source: str) -> str:
+    return "line" if source == "jsonl" else "row"
 
 
 def _driver_row(values: Dict[str, Any], source: str, position: int) -> Row:
@@ -617,30 +1010,67 @@ def _driver_row(values: Dict[str, Any], source: str, position: int) -> Row:
 
 def annotate(model: str, input_path: Path, output: Path, *, engine: str = "local", settings: Settings = Settings(),
              n_process: int = 1, address: Optional[str] = None, errors: Optional[Path] = None,
-             overwrite: bool = False, progress: bool = True) -> Summary:
+             overwrite: bool = False, resume: bool = False, progress: bool = True,
+             start_method: str = DEFAULT_START_METHOD) -> Summary:
     """Annotate INPUT into OUTPUT (see the module's docstring).
 
-    RETURNS (Summary): records written, errors, words of the written records, seconds.
+    overwrite (bool): replace an existing OUTPUT and errors file (and an interrupted run's work files).
+    resume (bool): continue an interrupted run with the same INPUT and options: what it wrote is kept and
+        not annotated again; a finished run (OUTPUT in place) is left as it is.
+    start_method (str): how local worker processes start: "spawn" (default) or "forkserver". "fork" is
+        faster to start but hangs in a process where torch has already run a layer (issue 25).
+    RETURNS (Summary): records written, errors, words of the written records, seconds, records skipped.
     """
     if engine not in ("local", "ray"):
         raise AnnotateError(f"Unknown engine {engine!r}: use 'local' or 'ray'.")
+    if overwrite and resume:
+        raise AnnotateError("--overwrite starts again and --resume continues: pass one of them.")
     input_path, output = Path(input_path), Path(output)
     errors = Path(errors) if errors else output.with_name(output.name + ".errors.jsonl")
-    source = _check_paths(input_path, output, errors, overwrite)
+    source = _check_paths(input_path, output, errors, overwrite, resume)
+    if resume and output.exists() and not partial_path(output).exists():
+        return Summary(finished_before=True)  # the interrupted run finished after all: nothing to do
+    position_name = _position_name(source)
+    done = _start_resume(output, errors, settings, position_name) if resume else None
     annotator = Annotator(model, settings)  # also checks the model before Ray starts
     types = annotation_types(annotator.fields.values(), settings.relations_field if annotator.relations else None)
     total = _parquet_rows(input_path) if source == "parquet" else None
-    sink = Output(output, errors, settings, types, total, progress, "line" if source == "jsonl" else "row")
+    sink = Output(output, errors, settings, types, total, progress, position_name, done)
     if engine == "ray":
-        rows = ray_rows(model, input_path, settings, n_process, address)
+        for row in ray_rows(model, input_path, settings, n_process, address, done):
+            sink.add(row)
+        return sink.close()
+    rows = read_rows(input_path, settings)
+    if done is not None:
+        rows = (done.mark(row, settings) for row in rows)
+    if n_process == 1:
+        for row in annotator.annotate(rows):
+            sink.add(row)
     else:
-        rows = annotator.annotate(read_rows(input_path, settings), n_process)
-    for row in rows:
-        sink.add(row)
+        with WorkerPool(model, settings, n_process, start_method, position_name) as pool:
+            for batch in pool.annotate(spacy.util.minibatch(rows, settings.batch_size)):
+                for row in batch:
+                    sink.add(row)
+        sink.summary.workers_lost = pool.workers_lost
     return sink.close()
 
 
-def _check_paths(input_path: Path, output: Path, errors: Path, overwrite: bool) -> str:
+def _start_resume(output: Path, errors: Path, settings: Settings, position_name: str) -> Optional[Resume]:
+    """The interrupted run's work, or None when there is none (then the run starts from the beginning)."""
+    output_partial, errors_partial = partial_path(output), partial_path(errors)
+    if not output_partial.exists():
+        for path in (errors_partial, errors):
+            if path.exists():
+                path.unlink()  # errors without their OUTPUT: the run that wrote them did not get far
+        return None
+    if errors.exists() and not errors_partial.exists():
+        os.replace(errors, errors_partial)  # killed between putting the errors and OUTPUT in place
+    if not errors_partial.exists():
+        errors_partial.touch()
+    return read_resume(output_partial, errors_partial, settings, position_name)
+
+
+def _check_paths(input_path: Path, output: Path, errors: Path, overwrite: bool, resume: bool = False) -> str:
     """The input's format, after checking that INPUT is readable and OUTPUT may be written."""
     source = file_format(input_path, "INPUT")
     file_format(output, "OUTPUT")
@@ -648,15 +1078,33 @@ def _check_paths(input_path: Path, output: Path, errors: Path, overwrite: bool) 
         raise AnnotateError(f"INPUT {input_path}: no such file.")
     if not os.access(input_path, os.R_OK):
         raise AnnotateError(f"INPUT {input_path}: not readable (check its permissions).")
-    existing = [str(path) for path in (output, errors) if path.exists()]
-    if existing and not overwrite:
-        raise AnnotateError(
-            f"{' and '.join(existing)} already exist(s): pass --overwrite to replace, or choose another OUTPUT. "
-            "Runs never append, so no record is doubled."
-        )
+    work = [partial_path(output), partial_path(errors)]
+    if overwrite:
+        for path in work:
+            _remove(path)
+    elif not resume:
+        existing = [str(path) for path in (output, errors) if path.exists()]
+        if existing:
+            raise AnnotateError(
+                f"{' and '.join(existing)} already exist(s): pass --overwrite to replace, --resume to continue "
+                "an interrupted run, or choose another OUTPUT. Runs never append, so no record is doubled."
+            )
+        interrupted = [str(path) for path in work if path.exists()]
+        if interrupted:
+            raise AnnotateError(
+                f"{' and '.join(interrupted)}: the work of an interrupted run. Pass --resume to continue it (same "
+                "INPUT and options), or --overwrite to start again."
+            )
     if source == "parquet":
         _parquet_rows(input_path)  # fails here, before any work, on a file that is not Parquet
     return source
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def _parquet_rows(path: Path) -> int:
@@ -686,6 +1134,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="longer texts go to the errors")
     parser.add_argument("--errors", type=Path, default=None, help="default: OUTPUT.errors.jsonl")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT and errors file")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run (same INPUT and options): records it wrote are kept, "
+                             "not annotated again")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -701,11 +1152,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         summary = annotate(args.model, args.input, args.output, engine=args.engine, settings=settings,
                            n_process=args.n_process, address=args.address, errors=args.errors,
-                           overwrite=args.overwrite, progress=not args.no_progress)
+                           overwrite=args.overwrite, resume=args.resume, progress=not args.no_progress)
     except AnnotateError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     errors = args.errors or args.output.with_name(args.output.name + ".errors.jsonl")
+    if summary.finished_before:
+        print(f"{args.output} is complete (a finished run): nothing to do.", file=sys.stderr)
+        return 0
+    if summary.resumed or summary.torn_lines:
+        print(f"resumed: {summary.resumed:,} records and errors of the interrupted run kept, "
+              f"{summary.torn_lines} torn last line(s) cut off and redone", file=sys.stderr)
+    if summary.workers_lost:
+        print(f"{summary.workers_lost} worker process(es) died; their batches were annotated again", file=sys.stderr)
     print(f"{summary.records:,} records ({summary.words:,} words) in {summary.seconds:.1f} s "
           f"({summary.docs_per_second:,.0f} docs/s) -> {args.output}; {summary.errors:,} errors -> {errors}",
           file=sys.stderr)
