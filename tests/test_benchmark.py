@@ -48,6 +48,19 @@ def test_generated_configs_build_a_pipeline(name):
     assert nlp.pipe_names == [configs()[name]["nlp"]["pipeline"][-1]]
 
 
+def test_a_transformer_schedule_in_numbers_ends_at_the_benchmark_budget():
+    """cluener_trf_offline.cfg decays over 6,720 steps (10 epochs) after 672 of warm-up; 2 epochs: 1,344 and 134."""
+    template = Config().from_disk(REPO / "configs" / "cluener_trf_offline.cfg", interpolate=False)
+    written = template["training"]["optimizer"]["learn_rate"]
+    for name in PIPELINES:
+        config = pipeline_config(template, name, ngram_max=7, max_steps=1344, eval_frequency=336, log_path="x")
+        rate = config["training"]["optimizer"]["learn_rate"]
+        assert rate["total_steps"] == 1344 and config["training"]["max_steps"] == 1344
+        assert rate["warmup_steps"] == round(1344 * written["warmup_steps"] / written["total_steps"]) == 134
+        assert rate["initial_rate"] == written["initial_rate"]
+    assert template["training"]["optimizer"]["learn_rate"] == written  # the template itself is untouched
+
+
 def test_suggester_covers_the_requested_share_of_span_lengths():
     nlp = spacy.blank("en")
     doc = Doc(nlp.vocab, words=["w"] * 30)

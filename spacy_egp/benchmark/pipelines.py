@@ -52,9 +52,26 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     config["initialize"]["components"] = {}
     training = config["training"]
     training.update(max_steps=max_steps, eval_frequency=eval_frequency, patience=0, max_epochs=0)
+    fit_schedule(training["optimizer"], max_steps)
     training["score_weights"] = _score_weights(name)
     training["logger"] = {"@loggers": "spacy_egp.ThroughputLogger.v1", "log_path": log_path}
     return config
+
+
+def fit_schedule(optimizer: Dict[str, Any], max_steps: int) -> None:
+    """A warm-up/decay schedule written in numbers (the transformer configs) ends at `max_steps`.
+
+    The transformer configs train by epochs and write their schedule's length
+    as a number; the benchmark trains every pipeline for `max_steps`, so the
+    decay is stretched or shrunk to end there, with the template's warm-up
+    fraction. A schedule that reads `${training.max_steps}` follows by itself.
+    """
+    rate = optimizer.get("learn_rate")
+    if not isinstance(rate, dict) or not isinstance(rate.get("total_steps"), int) or max_steps <= 0:
+        return
+    fraction = rate.get("warmup_steps", 0) / rate["total_steps"]
+    rate["total_steps"] = max_steps
+    rate["warmup_steps"] = round(fraction * max_steps)
 
 
 def _score_weights(name: str) -> Dict[str, float]:
