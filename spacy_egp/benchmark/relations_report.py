@@ -49,20 +49,21 @@ def format_relations_table(results: Dict[str, Any]) -> str:
 
 def relations_heading(results: Dict[str, Any]) -> str:
     rows = results["rows"]
-    steps = ", ".join(f"{NAMES.get(r['pipeline'], r['pipeline'])} {r['train_steps']:,}" for r in rows)
+    steps = "; ".join(f"{r['pipeline']} {r['train_steps']:,}" for r in rows)
     retokenized = rows[0]["test_sentences_retokenized"] if rows else 0
     return (
         f"### {results['dataset']} relations — {results['tok2vec']} encoder (`{results['template']}`)\n\n"
         f"Test split of SPLITS.md ({rows[0]['test_docs']:,} sentences). Every pipeline is generated from the "
-        "same gplinker config: same encoder, seed, batcher, optimizer and budget (training steps: "
-        f"{steps}); model-best selected on dev by strict relation F. The baseline is spaCy `ner` plus a "
+        "same gplinker config: same encoder, seed, batcher, optimizer and budget (step of the last dev "
+        f"evaluation: {steps}); model-best selected on dev by strict relation F. The baseline is spaCy `ner` plus a "
         "pairwise classifier built as in explosion's rel_component tutorial (candidate pairs of `doc.ents` "
         "within the same `max_pair_distance`, mean-pooled entity vectors of the shared encoder concatenated, "
         f"a ReLU layer of {results.get('baseline_hidden_width', '?')}, a sigmoid per relation type; trained on "
         "the gold entities), scored by the same "
         "scorer. spaCy `ner` learns at the optimizer's rate, which has no per-component scale; the "
         "classifier and gplinker's heads at `head_lr_scale` times it. Strict = both arguments' boundaries "
-        "and entity types and the relation type right; untyped = argument boundaries and relation type. "
+        "and entity types and the relation type right; untyped = argument boundaries and relation type; "
+        "entity F = exact typed entities (doc.spans[\"sc\"]; the baseline's are its doc.ents). "
         "Scored on CoNLL04's own tokens (training and dev too: `gold_preproc`), as SpERT reports; the "
         "\"spaCy tokenizer\" column scores the same pipelines on the raw text through spaCy's English "
         f"tokenizer, which re-splits {retokenized} of the {rows[0]['test_docs']} test sentences. Inference: "
