@@ -50,14 +50,15 @@ LOCAL_MODELS = {"zh": REPO.parent / "shared" / "models" / "me5s-zh-char"}
 TRAIN_DOCS, DEV_DOCS = 100, 20
 TRAIN_STEPS = 2
 CONCURRENT_CONFIGS = 2
-# Budget for one config's three commands; the slowest (a transformer config) takes about a minute.
-TIMEOUT_S = 600
+# Budget for one config's three commands (a transformer config takes about 20 s of CPU), generous
+# for a machine shared with other work.
+TIMEOUT_S = 900
 
 # Runs spaCy's CLI in-process, once per argument list, the way `python -m spacy` does
 # (spacy/cli/_util.py setup_cli), and prints a marker with each command's exit status.
 DRIVER = r"""
 import json, sys, time
-from spacy.cli import setup_cli  # noqa: F401  (registers the commands)
+import spacy.cli  # noqa: F401  (imports, so registers, every command)
 from spacy.cli._util import app
 from spacy.util import registry
 from typer.main import get_command
@@ -143,16 +144,27 @@ def run_spacy(commands: Dict[str, List[str]]) -> Dict[str, Dict[str, object]]:
     """Run `commands` (label -> arguments) in one subprocess; per label: the exit status and output."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(commands)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    try:
+        proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(commands)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        # this config's tests fail, not every config's (the session fixture would error for all)
+        def text(stream: object) -> str:  # TimeoutExpired keeps bytes even with text=True
+            return stream.decode(errors="replace") if isinstance(stream, bytes) else str(stream or "")
+
+        output = f"timed out after {TIMEOUT_S} s:\n{text(error.stdout)}"[-6000:]
+        return {label: {"status": "timeout", "output": output, "stderr": text(error.stderr),
+                        "seconds": TIMEOUT_S, "cpu_seconds": "?"} for label in commands}
     output = proc.stdout + proc.stderr
     results = {}
-    for match in re.finditer(r"^@@@ spacy (.+?)\n(.*?)^@@@ exit (-?\d+) after ([\d.]+) s, ([\d.]+) s CPU$", proc.stdout, re.S | re.M):
+    marker = r"^@@@ spacy (.+?)\n(.*?)^@@@ exit (-?\d+) after ([\d.]+) s, ([\d.]+) s CPU$"
+    for match in re.finditer(marker, proc.stdout, re.S | re.M):
         results[match.group(1)] = {"status": int(match.group(3)), "output": match.group(2),
                                    "seconds": float(match.group(4)), "cpu_seconds": float(match.group(5))}
-    assert len(results) == len(commands), f"the driver stopped early (exit {proc.returncode}):\n{output[-6000:]}"
-    for result in results.values():
-        result["stderr"] = proc.stderr
+    for label in commands:  # a command the driver never finished fails its own test
+        results.setdefault(label, {"status": f"none: the driver stopped early (exit {proc.returncode})",
+                                   "output": output[-6000:], "seconds": "?", "cpu_seconds": "?"})
+        results[label]["stderr"] = proc.stderr
     return results
 
 
@@ -167,7 +179,8 @@ def runs(slices: Dict[str, Path]) -> Dict[str, Dict[str, Dict[str, object]]]:
 
 
 def _failure(name: str, command: str, result: Dict[str, object]) -> str:
-    return (f"`python -m spacy {command}` on {name} exited with {result['status']}:\n"
+    return (f"`python -m spacy {command}` on {name} exited with {result['status']} after {result['seconds']} s "
+            f"({result['cpu_seconds']} s CPU):\n"
             f"{str(result['output'])[-4000:]}\nstderr:\n{str(result['stderr'])[-3000:]}")
 
 
@@ -205,12 +218,14 @@ def test_spacy_train_a_few_steps(config: Path, runs):
 
 # The learning-rate schedule of the CNN configs (spacy_egp.warmup_linear.v1): issue 24's cause and fix.
 
-def _schedule_name(config: Path) -> Optional[str]:
+def _learn_rate(config: Path) -> Dict[str, object]:
+    """The config's [training.optimizer.learn_rate] block, or {} for a constant rate."""
     learn_rate = load_config(config, interpolate=False)["training"]["optimizer"]["learn_rate"]
-    return learn_rate.get("@schedules") if isinstance(learn_rate, dict) else None
+    return learn_rate if isinstance(learn_rate, dict) else {}
 
 
-SCHEDULE_CONFIGS = [c for c in CONFIGS if _schedule_name(c) == "spacy_egp.warmup_linear.v1"]
+# the configs whose schedule ends at ${training.max_steps}
+SCHEDULE_CONFIGS = [c for c in CONFIGS if _learn_rate(c).get("total_steps") == "${training.max_steps}"]
 
 
 def reference_rate(step: int, initial_rate: float, warmup_steps: int, total_steps: int) -> float:
@@ -233,16 +248,18 @@ def training_rates(config: Path, overrides: Dict[str, object], n_steps: int) -> 
     return rates
 
 
-def test_the_cnn_configs_use_the_schedule():
-    assert {c.name for c in CONFIGS if c.name.endswith("_cnn.cfg") and not c.name.startswith("conll04")} <= {
-        c.name for c in SCHEDULE_CONFIGS}
+def test_a_schedule_that_refers_to_max_steps_is_ours():
+    """Thinc's warmup_linear.v1 with total_steps = ${training.max_steps} is what crashed `spacy debug data`."""
+    for config in SCHEDULE_CONFIGS:
+        assert _learn_rate(config)["@schedules"] == "spacy_egp.warmup_linear.v1", config.name
+    assert len(SCHEDULE_CONFIGS) >= 5  # the CNN configs of the five NER datasets
 
 
 @pytest.mark.parametrize("config", SCHEDULE_CONFIGS, ids=[c.name for c in SCHEDULE_CONFIGS])
 def test_the_rate_decays_to_zero_at_max_steps_as_written(config: Path):
     raw = load_config(config, interpolate=False)["training"]
     schedule, max_steps = raw["optimizer"]["learn_rate"], raw["max_steps"]
-    assert schedule["total_steps"] == "${training.max_steps}" and max_steps > schedule["warmup_steps"]
+    assert max_steps > schedule["warmup_steps"]
     rates = training_rates(config, {}, max_steps + 2)
     expected = [reference_rate(step, schedule["initial_rate"], schedule["warmup_steps"], max_steps)
                 for step in range(max_steps + 2)]
@@ -252,7 +269,9 @@ def test_the_rate_decays_to_zero_at_max_steps_as_written(config: Path):
 
 @pytest.mark.parametrize("max_steps", [400, 40])
 def test_overriding_max_steps_moves_the_end_of_the_decay(max_steps: int):
-    """--training.max_steps N (what project.yml's train sets) ends the decay at step N; below the warm-up it is all warm-up."""
+    """--training.max_steps N (what project.yml's train sets) ends the decay at step N.
+
+    Below the 250 warm-up steps, the whole run is warm-up (Thinc's rates)."""
     config = REPO / "configs" / "cluener_cnn.cfg"
     rates = training_rates(config, {"training.max_steps": max_steps}, max_steps + 2)
     expected = [reference_rate(step, 0.002, 250, max_steps) for step in range(max_steps + 2)]
