@@ -119,7 +119,7 @@ def test_combined_is_the_union(zh_template: Config, baseline: Config) -> None:
         lever_names("combined:prior+nope")
 
 
-@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram"}))
+@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr"}))
 @pytest.mark.parametrize("dataset", ["cluener", "cmeee5k", "genia_small", "msra"])
 def test_every_variant_config_loads(dataset: str, lever: str) -> None:
     """Each variant is a valid spaCy training config (filled and validated, not trained)."""
@@ -158,6 +158,11 @@ def test_transformer_levers_change_one_thing(trf_template: Config, lever: str, e
     make = lambda name: build_config(trf_template, name, max_steps=STEPS, eval_frequency=EVAL,  # noqa: E731
                                      overrides={"paths.transformer": _minilm()})
     assert _diff(make("baseline"), make(lever)) == expected
+
+
+def test_single_lr_is_for_transformers_only(zh_template: Config) -> None:
+    with pytest.raises(ValueError, match="single_lr lever is for transformer templates"):
+        build_config(zh_template, "single_lr", max_steps=STEPS, eval_frequency=EVAL)
 
 
 def test_context_on_a_transformer_takes_the_encoder_width(trf_template: Config) -> None:

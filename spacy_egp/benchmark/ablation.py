@@ -114,6 +114,9 @@ def context(config: Config, max_steps: int) -> None:
 
 def single_lr(config: Config, max_steps: int) -> None:
     """Transformer: one learning rate for encoder and head (5e-5, spaCy's transformer default; head_lr_scale 1)."""
+    if not is_transformer(config):
+        raise ValueError("the single_lr lever is for transformer templates (configs/*_trf*.cfg): a CNN config "
+                         "has one learning rate already")
     _section(config, ("components", COMPONENT))["head_lr_scale"] = 1.0
     _section(config, ("training", "optimizer", "learn_rate"))["initial_rate"] = SINGLE_LEARN_RATE
 
