@@ -29,8 +29,8 @@ killed run left is cut off and its record redone; a finished run is left as it
 is).
 
 Engines: `local` runs nlp.pipe here, or with --n-process > 1 in a pool of
-spawned worker processes that each load the pipeline once (never forked: see
-WorkerPool); a worker that dies has its batch annotated again by a new one,
+worker processes (from a forkserver, never forked from this process: see
+WorkerPool) that each load the pipeline once; a worker that dies has its batch annotated again by a new one,
 or, when a batch killed its worker twice, the run stops with an error naming
 it. `ray` runs it in --n-process Ray Data actors (each loads it once; Ray
 restarts a killed actor and retries its batch), on a local Ray or on the
@@ -73,8 +73,10 @@ READ_CHUNK_BYTES = 1 << 20
 # Scores are float32 (about 7 significant digits): more decimals would only
 # show the last-bit noise of different batchings, which differ between engines.
 SCORE_DECIMALS = 6
-# Local worker processes are spawned, never forked: see WorkerPool (issue 25).
-DEFAULT_START_METHOD = "spawn"
+# Local worker processes are never forked from the caller: see WorkerPool (issue 25). A
+# forkserver (a fresh process that imports this module once, runs no model, and forks the
+# workers) starts them faster than spawn, which imports spaCy and torch again in each one.
+DEFAULT_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 # A batch whose worker process died this many times is taken to be the cause and stops the run.
 MAX_BATCH_ATTEMPTS = 2
 
@@ -358,11 +360,11 @@ class _Worker:
 class WorkerPool:
     """`n_process` worker processes that each load the pipeline once and annotate one batch at a time.
 
-    Started with `start_method` "spawn" (default) or "forkserver", never by
-    forking this process: after torch has run a layer here (a BiLSTM context,
-    a transformer), its OpenMP thread pool is in a state that a forked child
-    inherits without the threads, and the child's first torch call waits on
-    them forever (issue 25).
+    Started with `start_method` "forkserver" (default where there is one) or
+    "spawn", never by forking this process: after torch has run a layer here
+    (a BiLSTM context, a transformer), its OpenMP (libgomp) thread team is in a
+    state that a forked child inherits without the threads, and the child's
+    first parallel torch call waits on them forever (issue 25).
 
     A worker that dies (SIGKILL from the out-of-memory killer, a crash in
     native code) is noticed through its process sentinel, never waited for:
@@ -380,6 +382,10 @@ class WorkerPool:
                                 f"{multiprocessing.get_all_start_methods()} (spawn is safe everywhere).")
         self.model, self.settings, self.n_process = model, settings, n_process
         self.context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            # The server imports this module (spaCy, thinc, torch) once; it never runs a model, so
+            # forking it is safe. (No effect when this process's forkserver is already running.)
+            self.context.set_forkserver_preload([__name__])
         self.position_name = position_name
         self.workers: List[_Worker] = []
         self.workers_lost = 0
@@ -394,12 +400,21 @@ class WorkerPool:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _start_worker(self) -> _Worker:
+    def _start_worker(self, attempts: int = 2) -> _Worker:
         driver_end, worker_end = self.context.Pipe(duplex=True)
         process = self.context.Process(target=_worker_main, args=(self.model, self.settings, worker_end,
                                                                   self.threads_per_worker),
                                        name="spacy_egp.annotate worker", daemon=True)
-        process.start()
+        try:
+            process.start()
+        except OSError:
+            # The forkserver itself was killed (it died between multiprocessing's liveness check
+            # and the request): the next start finds it dead and starts a new one.
+            driver_end.close()
+            worker_end.close()
+            if attempts <= 1:
+                raise
+            return self._start_worker(attempts - 1)
         worker_end.close()  # the worker's copy stays open: its EOF then means the worker is gone
         return _Worker(process, driver_end)
 
@@ -1017,8 +1032,8 @@ def annotate(model: str, input_path: Path, output: Path, *, engine: str = "local
     overwrite (bool): replace an existing OUTPUT and errors file (and an interrupted run's work files).
     resume (bool): continue an interrupted run with the same INPUT and options: what it wrote is kept and
         not annotated again; a finished run (OUTPUT in place) is left as it is.
-    start_method (str): how local worker processes start: "spawn" (default) or "forkserver". "fork" is
-        faster to start but hangs in a process where torch has already run a layer (issue 25).
+    start_method (str): how local worker processes start: "forkserver" (default where there is one) or
+        "spawn". "fork" starts faster but hangs in a process where torch has already run a layer (issue 25).
     RETURNS (Summary): records written, errors, words of the written records, seconds, records skipped.
     """
     if engine not in ("local", "ray"):

@@ -230,6 +230,18 @@ def test_benchmark_table_is_generated_from_the_figures():
     table = format_markdown(results)
     assert "| local | 2 | 100 | 1.0 | 150 | 1,500 |  | yes |" in table
     assert "local 0.75, Ray 1.0" in table and "9.5 s with 1 actor(s)" in table
+    assert "killed" not in table and "--resume" not in table  # results without those runs: no empty tables
+    results.update(local_worker_startup_seconds={"forkserver": 3.0, "spawn": 4.25, "fork": 1.5},
+                   killed_worker=[{"engine": "local", "killed_after_records": 50, "records": 100, "seconds": 3.0,
+                                   "extra_seconds": 2.0, "exactly_once": True},
+                                  {"engine": "ray", "killed_after_records": None, "records": 100, "seconds": 1.0,
+                                   "extra_seconds": 0.0, "exactly_once": False}],
+                   resume=[{"done_before": 100, "resumed": 100, "records": 0, "seconds": 0.5, "exactly_once": True}])
+    table = format_markdown(results)
+    assert "3.0 s with forkserver (what it uses), 4.2 s with spawn, 1.5 s with fork" in table
+    assert "| local | 50 records | 100 | 3.0 | +2.0 | yes |" in table
+    assert "| ray | not killed | 100 | 1.0 | +0.0 | NO |" in table
+    assert "| 100 | 100 | 0 | 0.5 | yes |" in table
 
 
 def test_benchmark_input_and_untrained_pipeline(shared_data, tmp_path):
@@ -242,3 +254,19 @@ def test_benchmark_input_and_untrained_pipeline(shared_data, tmp_path):
     assert len(set(ids)) == 2686
     nlp = spacy.load(untrained_pipeline(records, tmp_path / "model"))
     assert nlp.pipe_names == ["efficient_globalpointer"] and len(nlp.get_pipe("efficient_globalpointer").labels) == 10
+
+
+def test_benchmark_names_the_model_it_timed_from_its_config(tmp_path):
+    from spacy_egp.benchmark.annotation import describe_model
+
+    nlp = spacy.blank("en")
+    context = {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 32, "depth": 1, "dropout": 0.0}
+    nlp.add_pipe("efficient_globalpointer", name="ents", config={"model": {
+        "@architectures": "spacy_egp.EfficientGlobalPointer.v2", "head_size": 16, "context": context,
+        "tok2vec": {"@architectures": "spacy.HashEmbedCNN.v2", "width": 32, "depth": 1, "embed_size": 500,
+                    "window_size": 1, "maxout_pieces": 2, "subword_features": True, "pretrained_vectors": None}}})
+    nlp.to_disk(tmp_path / "model")
+    description = describe_model(str(tmp_path / "model"))
+    assert description.startswith(str(tmp_path / "model"))
+    assert "ents: spacy_egp.EfficientGlobalPointer.v2, tok2vec encoder spacy.HashEmbedCNN.v2" in description
+    assert "context layer spacy.TorchBiLSTMEncoder.v1" in description

@@ -11,13 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 import spacy
-from spacy.language import Language
 
 from conftest import nested_examples
 from spacy_egp.annotate import AnnotateError, Settings, annotate, main
@@ -84,7 +82,7 @@ if __name__ == "__main__":
                  runtime_env={{"worker_process_setup_hook": register}})
     summary = annotate(args["model"], Path(args["input"]), Path(args["output"]), engine=args["engine"],
                        n_process=2, settings=Settings(batch_size=8), progress=False,
-                       resume=args.get("resume", False))
+                       **({{"resume": True}} if args.get("resume") else {{}}))
     print("SUMMARY " + json.dumps(summary.__dict__))
 '''
 
@@ -123,6 +121,7 @@ def run_driver(tmp_path: Path, args: Dict[str, Any], env: Optional[Dict[str, str
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(source=KILL_COMPONENT))
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("OMP_", "EGP_TEST_"))}
+    environment.setdefault("RAY_raylet_start_wait_time_s", "120")  # Ray's own start on a busy machine
     environment.update(env or {})
     try:
         return subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True, text=True,
@@ -186,12 +185,16 @@ def test_a_batch_that_kills_every_worker_stops_the_run_with_an_error_naming_it(t
 def kill_driver_mid_run(torch_model: str, corpus: Path, output: Path, tmp_path: Path) -> None:
     """Run the driver with n_process=2 and SIGKILL the driver itself when a worker meets the trigger.
 
-    The trigger's worker kills its parent (the driver) and then itself: the driver dies mid-run
-    with its work files as they are.
+    The trigger's worker kills the driver (its pid in EGP_TEST_DRIVER_PID: the workers' parent is
+    the forkserver) and then itself: the driver dies mid-run with its work files as they are.
     """
     script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(source=KILL_COMPONENT.replace(
-        "os.kill(os.getpid(), signal.SIGKILL)", "os.kill(os.getppid(), signal.SIGKILL); os.kill(os.getpid(), signal.SIGKILL)")))
+    kill_driver = ("os.kill(int(os.environ['EGP_TEST_DRIVER_PID']), signal.SIGKILL); "
+                   "os.kill(os.getpid(), signal.SIGKILL)")
+    driver = DRIVER.replace("    summary = annotate(", "    os.environ['EGP_TEST_DRIVER_PID'] = str(os.getpid())\n"
+                                                       "    summary = annotate(", 1)
+    driver = driver.replace("import json, sys", "import json, os, sys", 1)
+    script.write_text(driver.format(source=KILL_COMPONENT.replace("os.kill(os.getpid(), signal.SIGKILL)", kill_driver)))
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("OMP_", "EGP_TEST_"))}
     environment.update({"EGP_TEST_KILL_TEXT": TRIGGER, "EGP_TEST_KILL_MARKER": str(tmp_path / "killed")})
     args = {"model": torch_model, "input": str(corpus), "output": str(output), "engine": "local", "warm": False}

@@ -1,39 +1,56 @@
-"""Throughput of `python -m spacy_egp.annotate`: the local and the Ray engine, 1 and 2 workers.
+"""Throughput and faults of `python -m spacy_egp.annotate`: local and Ray engines, 1 and 2 workers.
 
     python -m spacy_egp.benchmark.annotation [--model PATH] [--repeat 20] [--output results/annotate.json]
 
 The input is "CLUENER dev x REPEAT": the 1,343 texts of CLUENER's dev.json,
 repeated with unique ids. Each run annotates it into a fresh file and is timed
 from the first record read to OUTPUT in place (the driver's own model load
-left out; Ray's start-up and the actors' model loads left in). Ray's fixed
+left out; Ray's start-up and the workers' model loads left in). Ray's fixed
 start-up cost is the time of the same command on a tiny input (ray.init,
 actors started and their pipelines loaded, one batch); "docs/s without
 start-up" subtracts it. Scaling efficiency is the throughput with 2 workers
 over twice the throughput with 1 (1.0: linear).
 
-Without --model the pipeline is the default efficient_globalpointer (CNN
-tok2vec) untrained, initialized on a few CLUENER docs: its speed is the
-trained pipeline's (the weights do not change the cost), but it predicts
-almost no spans, so writing spans costs less than with a trained model.
+The model is the one users run: by default training/cluener/model-best, the
+pipeline `spacy project run all` trains from configs/cluener_cnn.cfg; the
+table names the model and what its config holds (tok2vec, context layer,
+training steps). --untrained times an untrained default efficient_globalpointer
+instead (its speed is not the trained pipeline's: it has no context layer and
+predicts almost no spans).
+
+Beside throughput: the start-up of the local engine's 2 worker processes with
+the start method it uses (forkserver) against spawn and fork (each in a fresh
+process, where fork is still safe); the cost of a worker killed with SIGKILL halfway through
+a 2-worker run, on each engine (extra seconds, and whether every record is in
+OUTPUT exactly once); and the cost of --resume: a run whose OUTPUT.partial
+already holds half, or all, of the records.
 The figures go to results/annotate.json and a table to results/annotate.md.
 """
+
 
 import argparse
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import spacy
 from spacy.training import Example
 
-from ..annotate import Settings, annotate
+from ..annotate import Settings, annotate, partial_path
 from .compare import machine_description
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cluener" / "dev.json"
 RUNS: List[Tuple[str, int]] = [("local", 1), ("local", 2), ("ray", 1), ("ray", 2)]
 TINY_RECORDS = 8
+DEFAULT_MODEL = Path("training") / "cluener" / "model-best"  # what `spacy project run all` trains
+WORKER_NAME = "spacy_egp.annotate worker"  # the local engine's worker processes (WorkerPool)
+RAY_WORKER_TITLE = b"ray::MapWorker"  # the process title of a Ray Data actor
 
 
 def read_texts(data: Path) -> List[Dict[str, Any]]:
@@ -93,8 +110,101 @@ def scaling(runs: List[Dict[str, Any]], engine: str, key: str) -> Optional[float
     return round(by_workers[2] / (2 * by_workers[1]), 3)
 
 
+def describe_model(path: str) -> str:
+    """What the timed pipeline is, from its own config: its folder, tok2vec, context layer and training steps."""
+    config = spacy.util.load_config(Path(path) / "config.cfg", interpolate=False)
+    parts = []
+    for name, component in config["components"].items():
+        model = component.get("model", {})
+        if component.get("factory") not in ("efficient_globalpointer", "gplinker"):
+            continue
+        tok2vec = model.get("tok2vec", {})
+        encode = tok2vec.get("encode", {}).get("@architectures") or tok2vec.get("@architectures", "?")
+        context = (model.get("context") or {}).get("@architectures", "none")
+        parts.append(f"{name}: {model.get('@architectures')}, tok2vec encoder {encode}, context layer {context}")
+    steps = config.get("training", {}).get("max_steps")
+    train = config.get("paths", {}).get("train")
+    return f"{path} ({'; '.join(parts)}; trained {steps} steps on {train})"
+
+
+def worker_startup(model: str, tiny: Path, output: Path, method: str) -> float:
+    """Seconds of a 2-worker local run on the tiny input, in a fresh Python (where fork is still safe):
+    the workers' start and their pipeline loads, and one small batch."""
+    code = ("import sys; from pathlib import Path; from spacy_egp.annotate import annotate\n"
+            "summary = annotate(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), n_process=2, overwrite=True, "
+            "progress=False, start_method=sys.argv[4]); print(summary.seconds)")
+    done = subprocess.run([sys.executable, "-c", code, model, str(tiny), str(output), method], check=True,
+                          capture_output=True, text=True)
+    return round(float(done.stdout.split()[-1]), 2)
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as stream:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def _worker_pid(engine: str) -> Optional[int]:
+    """A worker process of the running annotate: a local WorkerPool process, or a Ray Data actor."""
+    if engine == "local":
+        import multiprocessing
+
+        pids = [process.pid for process in multiprocessing.active_children() if process.name == WORKER_NAME]
+        return pids[0] if pids else None
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(RAY_WORKER_TITLE):
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def killed_run(run: Callable[[], Dict[str, Any]], output: Path, engine: str, after: int) -> Dict[str, Any]:
+    """`run()`, with one of its workers killed (SIGKILL) once OUTPUT.partial holds `after` records."""
+    stop, killed = threading.Event(), {}
+
+    def watch() -> None:
+        while not stop.is_set():
+            written = _count_lines(partial_path(output))
+            pid = _worker_pid(engine) if written >= after else None
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed.update(pid=pid, after_records=written)
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        figures = run()
+    finally:
+        stop.set()
+        watcher.join()
+    return {**figures, "killed_after_records": killed.get("after_records")}
+
+
+def record_ids(path: Path) -> List[Any]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line)["id"] for line in lines if line.strip()]
+
+
+def resume_run(model: str, corpus: Path, complete: Path, output: Path, done: int, batch_size: int) -> Dict[str, Any]:
+    """--resume on a run whose OUTPUT.partial holds the first `done` records of `complete`."""
+    with complete.open(encoding="utf-8") as lines, partial_path(output).open("w", encoding="utf-8") as partial:
+        for _, line in zip(range(done), lines):
+            partial.write(line)
+    partial_path(output.with_name(output.name + ".errors.jsonl")).write_text("")
+    summary = annotate(model, corpus, output, resume=True, progress=False, settings=Settings(batch_size=batch_size))
+    return {"done_before": done, "resumed": summary.resumed, "records": summary.records,
+            "seconds": round(summary.seconds, 2),
+            "exactly_once": record_ids(output) == record_ids(complete)}
+
+
 def run_benchmark(model: Optional[str], data: Path, repeat: int, batch_size: int, workdir: Path) -> Dict[str, Any]:
-    """Every run of RUNS plus Ray's start-up cost; RETURNS the figures for results/annotate.json."""
+    """Every run of RUNS, Ray's start-up, the workers' start-up, a killed worker, --resume; RETURNS the figures."""
     workdir.mkdir(parents=True, exist_ok=True)
     records = read_texts(data)
     load = os.getloadavg()[0]
@@ -102,6 +212,9 @@ def run_benchmark(model: Optional[str], data: Path, repeat: int, batch_size: int
     corpus, tiny = workdir / "corpus.jsonl", workdir / "tiny.jsonl"
     n_records = build_corpus(records, repeat, corpus)
     build_corpus(records[:TINY_RECORDS], 1, tiny)
+    # Fresh processes first: fork is safe only where nothing has run torch yet.
+    local_startup = {method: worker_startup(model_path, tiny, workdir / f"tiny-{method}.jsonl", method)
+                     for method in ("forkserver", "spawn", "fork")}
     startup = {workers: timed_run(model_path, tiny, workdir / f"tiny-ray{workers}.jsonl", "ray", workers,
                                   batch_size)["seconds"]
                for workers in sorted({workers for engine, workers in RUNS if engine == "ray"})}
@@ -116,19 +229,39 @@ def run_benchmark(model: Optional[str], data: Path, repeat: int, batch_size: int
         run["same_spans_as_local_1"] = span_keys(output) == span_keys(workdir / "out-local1.jsonl")
         runs.append(run)
         print(json.dumps(run), file=sys.stderr)
+    reference = record_ids(workdir / "out-local1.jsonl")
+    killed = []
+    for engine in ("local", "ray"):
+        output = workdir / f"killed-{engine}2.jsonl"
+        run = killed_run(lambda: timed_run(model_path, corpus, output, engine, 2, batch_size), output, engine,
+                         n_records // 2)
+        unkilled = next(other for other in runs if (other["engine"], other["workers"]) == (engine, 2))
+        run["extra_seconds"] = round(run["seconds"] - unkilled["seconds"], 1)
+        run["exactly_once"] = record_ids(output) == reference
+        killed.append(run)
+        print(json.dumps(run), file=sys.stderr)
+    resumes = [resume_run(model_path, corpus, workdir / "out-local1.jsonl", workdir / f"resume-{done}.jsonl", done,
+                          batch_size) for done in (n_records // 2, n_records)]
+    for run in resumes:
+        print(json.dumps(run), file=sys.stderr)
     return {
         "input": f"CLUENER dev x {repeat} ({data.name}, {n_records:,} records, unique ids)",
-        "model": model or "untrained default efficient_globalpointer (CNN tok2vec), spacy.blank('zh')",
+        "model": describe_model(model_path) if model else
+                 "untrained default efficient_globalpointer (CNN tok2vec, no context layer), spacy.blank('zh')",
         "batch_size": batch_size,
-        "machine": {**machine_description(), "load_average_before": round(load, 2)},
+        "machine": {**machine_description(), "load_average_before": round(load, 2),
+                    "load_average_after": round(os.getloadavg()[0], 2)},
         "runs": runs,
         "ray_startup_seconds": startup,
+        "local_worker_startup_seconds": local_startup,
         "scaling_efficiency": {
             "local": scaling(runs, "local", "docs_per_s"),
             "ray": scaling(runs, "ray", "docs_per_s"),
             "ray_without_startup": scaling(runs, "ray", "docs_per_s_without_startup"),
         },
-        "command": "python -m spacy_egp.benchmark.annotation" + (f" --model {model}" if model else "")
+        "killed_worker": killed,
+        "resume": resumes,
+        "command": "python -m spacy_egp.benchmark annotate" + (f" --model {model}" if model else " --untrained")
                    + (f" --repeat {repeat}" if repeat != 20 else ""),
     }
 
@@ -156,13 +289,46 @@ def format_markdown(results: Dict[str, Any]) -> str:
               f"Ray {efficiency['ray']} ({efficiency['ray_without_startup']} without start-up).", "",
               f"Ray's fixed start-up cost (ray.init, actors started with their pipeline loaded, "
               f"{TINY_RECORDS} records): {startup}.", ""]
-    return "\n".join(lines)
+    local_startup = results.get("local_worker_startup_seconds")
+    if local_startup:
+        lines += [f"The local engine's 2 worker processes, started, their pipeline loaded, {TINY_RECORDS} records "
+                  f"(a fresh process each): {local_startup['forkserver']:.1f} s with forkserver (what it uses), "
+                  f"{local_startup['spawn']:.1f} s with spawn, {local_startup['fork']:.1f} s with fork (which hangs "
+                  "once torch has run in the calling process).", ""]
+    return "\n".join(lines + format_faults(results))
+
+
+def format_faults(results: Dict[str, Any]) -> List[str]:
+    """The tables of a killed worker and of --resume (absent from results of older versions)."""
+    lines: List[str] = []
+    if results.get("killed_worker"):
+        lines += ["A worker killed with SIGKILL halfway (2 workers; the same run without the kill above):", "",
+                  "| engine | killed after | docs | seconds | extra seconds | every record exactly once |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for run in results["killed_worker"]:
+            after = run["killed_after_records"]
+            lines.append(f"| {run['engine']} | {'not killed' if after is None else f'{after:,} records'} | "
+                         f"{run['records']:,} | {run['seconds']:.1f} | {run['extra_seconds']:+.1f} | "
+                         f"{'yes' if run['exactly_once'] else 'NO'} |")
+        lines.append("")
+    if results.get("resume"):
+        lines += ["`--resume` (local engine, 1 process) of a run whose OUTPUT.partial already holds some records:", "",
+                  "| records done before | skipped | annotated | seconds | every record exactly once |",
+                  "| ---: | ---: | ---: | ---: | --- |"]
+        for run in results["resume"]:
+            lines.append(f"| {run['done_before']:,} | {run['resumed']:,} | {run['records']:,} | {run['seconds']:.1f} | "
+                         f"{'yes' if run['exactly_once'] else 'NO'} |")
+        lines.append("")
+    return lines
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spacy_egp.benchmark.annotation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="a trained pipeline (default: an untrained default EGP)")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL),
+                        help="the trained pipeline to time (default: the one `spacy project run all` trains)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="time an untrained default efficient_globalpointer instead (no context layer)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CLUENER's dev.json")
     parser.add_argument("--repeat", type=int, default=20, help="copies of the dev texts in the input")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -176,7 +342,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -m spacy_egp.benchmark annotate`: run the benchmark, write the JSON and the table."""
     args = _parser().parse_args(argv)
-    results = run_benchmark(args.model, args.data, args.repeat, args.batch_size, args.workdir)
+    model = None if args.untrained else args.model
+    if model and not (Path(model) / "config.cfg").is_file():
+        raise SystemExit(f"error: {model}: no trained pipeline there. Train it (`spacy project run all`), pass "
+                         "--model with a trained pipeline's folder, or --untrained to time an untrained one.")
+    results = run_benchmark(model, args.data, args.repeat, args.batch_size, args.workdir)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
