@@ -49,7 +49,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
 import srsly
@@ -386,17 +386,8 @@ def tune_thresholds(
     floor = search_floor(pipe, grid, floor)
     candidates = collect_candidates(nlp, name, examples, spans_key, floor, batch_size)
     current = dict(zip(pipe.labels, pipe.logit_thresholds().tolist()))
-    grid_logits = [probability_to_logit(p) for p in grid] if grid else None
-    known = dict(zip(grid_logits or [], grid or []))
-    results = {}
-    for label, cands in candidates.items():
-        if label in current:
-            known_here = {**known, current[label]: pipe.label_thresholds()[label]}
-            results[label] = as_probabilities(tune_label(label, cands, current[label], floor, grid_logits),
-                                              known_here)
-        else:
-            results[label] = LabelTuning(label, None, None, cands.n_gold,
-                                         note="not a label of the component: every span missed")
+    results = tune_labels(candidates, current, pipe.label_thresholds(), floor, grid,
+                          unknown="not a label of the component: every span missed")
     if report is not None:
         report.update(results)
     tuned = {label: r.new for label, r in results.items() if label in current and r.n_gold}
@@ -474,23 +465,36 @@ def tune_relation_thresholds(
     floor = search_floor(pipe, grid, floor, current_logits)
     candidates = relation_candidates(nlp, name, examples, floor, batch_size)
     current = dict(zip(pipe.relation_labels, current_logits.tolist()))
-    grid_logits = [probability_to_logit(p) for p in grid] if grid else None
-    known = dict(zip(grid_logits or [], grid or []))
-    results = {}
-    for label, cands in candidates.items():
-        if label in current:
-            known_here = {**known, current[label]: pipe.relation_label_thresholds()[label]}
-            results[label] = as_probabilities(tune_label(label, cands, current[label], floor, grid_logits),
-                                              known_here)
-        else:
-            results[label] = LabelTuning(label, None, None, cands.n_gold,
-                                         note="not a relation label of the component: every relation missed")
+    results = tune_labels(candidates, current, pipe.relation_label_thresholds(), floor, grid,
+                          unknown="not a relation label of the component: every relation missed")
     if report is not None:
         report.update(results)
     if apply:
         tuned = {label: r.new for label, r in results.items() if label in current and r.n_gold}
         apply_thresholds(nlp, name, tuned, key="relation_thresholds")
     return {label: results[label].new for label in pipe.relation_labels}
+
+
+def tune_labels(candidates: Dict[str, Any], current: Dict[str, float], current_probabilities: Dict[str, float],
+                floor: float, grid: Optional[Sequence[float]], *, unknown: str) -> Dict[str, LabelTuning]:
+    """Each label's best threshold from its candidates (an exact search, or the grid), as probabilities.
+
+    current: the component's logit threshold per label; current_probabilities:
+    the same as the probabilities the user wrote, so that a kept threshold is
+    reported as written. A label of the gold data that the component lacks gets
+    `unknown` as its note.
+    """
+    grid_logits = [probability_to_logit(p) for p in grid] if grid else None
+    known = dict(zip(grid_logits or [], grid or []))
+    results = {}
+    for label, cands in candidates.items():
+        if label in current:
+            known_here = {**known, current[label]: current_probabilities[label]}
+            results[label] = as_probabilities(tune_label(label, cands, current[label], floor, grid_logits),
+                                              known_here)
+        else:
+            results[label] = LabelTuning(label, None, None, cands.n_gold, note=unknown)
+    return results
 
 
 # --------------------------------------------------------------------------
