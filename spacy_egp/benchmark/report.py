@@ -127,10 +127,11 @@ def transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     templates = ", ".join(f"{s['dataset']}: `{s['template']}`, {s['max_steps']:,} steps (dev every "
                           f"{s['eval_frequency']})" for s in summaries)
     caption = (
-        "Dev split only. The baseline is the shipped transformer recipe: the encoder at 2e-5, the head at "
-        "`head_lr_scale` 50 × that (1e-3), 10 % linear warm-up then linear decay to 0 at the last step, gradient "
-        "norm clipped at 1.0, `span_prior = 0.01`. One change at a time: `single_lr` = one rate for encoder and "
-        "head, 5e-5 (spaCy's transformer default), `head_lr_scale = 1`; `no_prior` = `span_prior = null`; "
+        "Dev split only. The baseline is the transformer recipe before this ablation: the encoder at 2e-5, the "
+        "head at `head_lr_scale` 50 × that (1e-3), 10 % linear warm-up then linear decay to 0 at the last step, "
+        "gradient norm clipped at 1.0, `span_prior = 0.01`. One change at a time: `single_lr` = one rate for "
+        "encoder and head, 5e-5 (spaCy's transformer default), `head_lr_scale = 1`, which won and is the shipped "
+        "`*_trf*.cfg` recipe now; `no_prior` = `span_prior = null`; "
         "`context` = a BiLSTM context layer of the head's own (`spacy.TorchBiLSTMEncoder.v1`, width = the "
         "encoder's hidden size, depth 1). Seed 0, one thread per training, at most two at once on a shared "
         f"2-core CPU (the minutes are rough); one seed per cell. {templates}."
