@@ -17,6 +17,7 @@ import dataclasses
 import math
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, Generic, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
@@ -240,6 +241,28 @@ def _clear_load_errors(name: str, source: str) -> Iterator[None]:
 ScoresT = TypeVar("ScoresT")
 
 
+def finish_update_after_tok2vec(model: Model, sgd: Optimizer, lr_scale: float) -> None:
+    """Thinc's Model.finish_update, with `lr_scale` for every parameter outside model's ref "tok2vec".
+
+    So a head (and a context layer of its own) on a pretrained encoder can learn
+    faster than the encoder. Torch-wrapped layers (a BiLSTM context) are scaled
+    too: their shim gets the optimizer with the scale bound.
+    model (Model): A model with a ref "tok2vec" (a spaCy pipe's model).
+    sgd (Optimizer): The optimizer.
+    lr_scale (float): The factor on the learning rate outside the tok2vec.
+    """
+    tok2vec_ids = {node.id for node in model.get_ref("tok2vec").walk()}
+    for node in model.walk():
+        scale = 1.0 if node.id in tok2vec_ids else lr_scale
+        optimizer = sgd if scale == 1.0 else partial(sgd, lr_scale=scale)
+        for shim in node.shims:
+            shim.finish_update(optimizer)
+        for name in node.param_names:
+            if node.has_grad(name):
+                param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name), lr_scale=scale)
+                node.set_param(name, param)
+
+
 class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
     """What the efficient_globalpointer and gplinker components share: the span head's part.
 
@@ -284,11 +307,11 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         max_spans_per_token (Optional[float]): At most ceil(this * len(doc))
             spans per doc, the highest-scoring ones (a warning says when the
             cap bites); None: no cap. Bounds memory whatever the threshold.
-        head_lr_scale (float): The span head's parameters learn at the
-            optimizer's learning rate times this; the tok2vec (or the
-            transformer behind a listener) at the rate itself. Pretrained
-            encoders want a small rate (2e-5) and a freshly initialised head
-            a large one (1e-3): head_lr_scale = 50.
+        head_lr_scale (float): Everything after the tok2vec (the span head and
+            a context layer of its own) learns at the optimizer's learning rate
+            times this; the tok2vec (or the transformer behind a listener) at
+            the rate itself. The shipped transformer configs use 1 (one rate,
+            5e-5, measured best); a larger one gives a fresh head more speed.
         sparse_loss (bool): Compute ZLPR from the gold cells' indices instead of
             a dense gold array (same loss, less memory on long docs).
         ents_mode (bool): Also write a non-overlapping selection of the spans
@@ -473,20 +496,8 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         return losses
 
     def finish_update(self, sgd: Optimizer) -> None:
-        """Update the weights with their gradients: the head's at head_lr_scale times the learning rate.
-
-        Thinc's Model.finish_update, with the optimizer's lr_scale for the head.
-        """
-        head_ids = {node.id for node in self.model.get_ref("head").walk()}
-        for node in self.model.walk():
-            for shim in node.shims:
-                shim.finish_update(sgd)
-        for node in self.model.walk():
-            scale = self.cfg["head_lr_scale"] if node.id in head_ids else 1.0
-            for name in node.param_names:
-                if node.has_grad(name):
-                    param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name), lr_scale=scale)
-                    node.set_param(name, param)
+        """Update the weights: all after the tok2vec (context layer, heads) at head_lr_scale times the rate."""
+        finish_update_after_tok2vec(self.model, sgd, self.cfg["head_lr_scale"])
 
     def _span_loss(self, examples: List[Example], scores: Ragged) -> Tuple[float, Floats3d]:
         """ZLPR loss of a span band against the gold spans (`gold_spans`), and its gradient.

@@ -244,6 +244,29 @@ def test_head_lr_scale_scales_only_the_heads_steps():
     assert numpy.abs(steps[1.0][0]).max() > 0 and numpy.abs(steps[1.0][1]).max() > 0
 
 
+def test_head_lr_scale_reaches_the_torch_wrapped_context_layer():
+    """The head's BiLSTM context (a PyTorch shim) moves head_lr_scale times as far too."""
+    from thinc.api import SGD
+
+    context = {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 32, "depth": 1, "dropout": 0.0}
+    steps = {}
+    for scale in (1.0, 10.0):
+        spacy.util.fix_random_seed(0)
+        nlp = spacy.blank("en")
+        model = {"@architectures": "spacy_egp.EfficientGlobalPointer.v2", "head_size": 16,
+                 "tok2vec": SMALL_TOK2VEC, "context": context}
+        pipe = nlp.add_pipe(PIPE, config={"model": model, "head_lr_scale": scale})
+        examples = nested_examples(nlp, 6)
+        nlp.initialize(lambda: examples)
+        torch_module = next(shim for node in pipe.model.get_ref("context").walk() for shim in node.shims)._model
+        before = {name: p.detach().clone().numpy() for name, p in torch_module.named_parameters()}
+        pipe.update(examples, sgd=SGD(0.01))
+        steps[scale] = {name: p.detach().numpy() - before[name] for name, p in torch_module.named_parameters()}
+    for name, step in steps[1.0].items():
+        assert numpy.abs(step).max() > 0, name
+        numpy.testing.assert_allclose(steps[10.0][name], 10 * step, rtol=1e-3, atol=1e-7, err_msg=name)
+
+
 def test_a_context_layer_between_tok2vec_and_head_learns_and_predicts_the_same_band():
     context = {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 32, "depth": 1, "dropout": 0.0}
     nlp = spacy.blank("en")

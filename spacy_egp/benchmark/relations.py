@@ -135,15 +135,18 @@ def _to_baseline(config: Config) -> None:
         pipeline.append("tok2vec")
         listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": _tok2vec_width(tok2vec),
                     "upstream": "tok2vec"}
-    from .relations_baseline import ARCHITECTURE, FACTORY
+    from .relations_baseline import ARCHITECTURE, FACTORY, SCALED_NER_FACTORY
 
+    head_lr_scale = gplinker.get("head_lr_scale", 1.0)
     components["ner"] = _ner(listener)
+    if head_lr_scale != 1.0:  # spaCy's ner has no scale of its own: the benchmark's subclass adds it
+        components["ner"].update(factory=SCALED_NER_FACTORY, head_lr_scale=head_lr_scale)
     components[BASELINE_RELATIONS] = {
         "factory": FACTORY,
         "threshold": gplinker.get("relation_threshold", 0.5),
         "max_pair_distance": gplinker["model"].get("max_pair_distance", 100),
         "spans_key": gplinker.get("spans_key", SPANS_KEY),
-        "head_lr_scale": gplinker.get("head_lr_scale", 1.0),
+        "head_lr_scale": head_lr_scale,
         "model": {"@architectures": ARCHITECTURE, "tok2vec": copy.deepcopy(listener),
                   "hidden_width": BASELINE_HIDDEN_WIDTH},
         "scorer": {"@scorers": "spacy_egp.relations_scorer.v1"},
