@@ -15,7 +15,7 @@ from conftest import REPO
 from spacy_egp.benchmark.evaluation import nested_spans, prf
 from spacy_egp.benchmark.params import head_parameters
 from spacy_egp.benchmark.pipelines import PIPELINES, flat_ents, pipeline_config, suggester_max_length
-from spacy_egp.benchmark.report import format_dataset_table, write_report
+from spacy_egp.benchmark.report import format_dataset_table, format_targets, write_report
 from spacy_egp.heads import egp_parameter_count, gp_parameter_count
 
 TEMPLATE = REPO / "configs" / "genia_small_cnn.cfg"
@@ -153,3 +153,18 @@ def test_loss_memory_benchmark_compares_equal_losses():
     dense, sparse = measure_update(400, sparse_loss=False), measure_update(400, sparse_loss=True)
     assert dense["loss_value"] == pytest.approx(sparse["loss_value"], rel=1e-5)
     assert dense["peak_rss_mb"] > 0 and sparse["seconds"] > 0
+
+
+def test_targets_compare_a_pretrained_encoders_egp_with_the_cnn_configs():
+    """The transformer row's target is computed from both result files: +3 points over the CNN's EGP."""
+    def results(tok2vec: str, dataset: str, f: float) -> dict:
+        row = {"pipeline": "egp", "test_f": f, "head_share_of_inference": 0.1}
+        return {"dataset": dataset, "tok2vec": tok2vec, "rows": [row]}
+
+    table = format_targets([results("CNN", "genia_small", 0.6321), results("MiniLM", "genia_small", 0.6650),
+                            results("MiniLM", "conll2003", 0.9)], [])
+    line = next(line for line in table.splitlines() if "EGP (MiniLM) F1 ≥ EGP (CNN) F1 + 3" in line)
+    assert line == "| EGP (MiniLM) F1 ≥ EGP (CNN) F1 + 3 | genia_small | +3.29 points | yes |"
+    assert "conll2003" not in table.split("EGP (MiniLM)")[-1]  # no CNN run to compare with
+    short = format_targets([results("CNN", "genia_small", 0.6321), results("MiniLM", "genia_small", 0.65)], [])
+    assert "| +1.79 points | **no** |" in short
