@@ -220,7 +220,9 @@ def _listed_cells(
     return t, w, label, probabilities[keep]
 
 
-def _row_segments(ops: Ops, nonempty: Ints1d, t: Ints1d, label: Ints1d, n_labels: int) -> Tuple[Ints1d, Ints1d]:
+def _row_segments(
+    ops: Ops, nonempty: Ints1d, t: Ints1d, label: Ints1d, n_labels: int
+) -> Tuple[Ints1d, Ints1d]:
     """An order grouping cells by (doc, label) row, and the size of each group."""
     xp = ops.xp
     doc = xp.searchsorted(xp.cumsum(nonempty), t, side="right")

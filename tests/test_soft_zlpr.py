@@ -95,7 +95,8 @@ def test_hard_targets_give_exactly_the_hard_loss(seed):
     assert dense[0] == reference[0]
     numpy.testing.assert_array_equal(dense[1], reference[1])
     positives = numpy.argwhere(gold)
-    sparse = sparse_soft_zlpr_loss(OPS, scores, valid, positives, numpy.ones(len(positives), "float32"), lengths)
+    ones = numpy.ones(len(positives), "float32")
+    sparse = sparse_soft_zlpr_loss(OPS, scores, valid, positives, ones, lengths)
     sparse_reference = sparse_zlpr_loss(OPS, scores, valid, positives, lengths)
     assert sparse[0] == sparse_reference[0]
     numpy.testing.assert_array_equal(sparse[1], sparse_reference[1])
@@ -134,7 +135,8 @@ def test_sparse_without_cells_is_all_negative():
     scores, valid, _, lengths = random_soft_batch(6)
     zeros = numpy.zeros(scores.shape, "float32")
     dense = soft_zlpr_loss(OPS, scores, valid, zeros, lengths)
-    sparse = sparse_soft_zlpr_loss(OPS, scores, valid, numpy.zeros((0, 3), int), numpy.zeros(0, "float32"), lengths)
+    no_cells, no_probabilities = numpy.zeros((0, 3), int), numpy.zeros(0, "float32")
+    sparse = sparse_soft_zlpr_loss(OPS, scores, valid, no_cells, no_probabilities, lengths)
     assert sparse[0] == pytest.approx(dense[0], rel=1e-6)
     numpy.testing.assert_allclose(sparse[1], dense[1], rtol=1e-6, atol=1e-8)
     assert dense[0] == zlpr_loss(OPS, scores, valid, zeros.astype(bool), lengths)[0]
@@ -169,7 +171,7 @@ def sigmoid(x):
 
 @pytest.mark.parametrize("p", [0.02, 0.2, 0.5, 0.7, 0.95])
 def test_one_cell_is_calibrated_at_sigmoid_of_twice_the_score(p):
-    """The minimum of log(1 + p e^-s) + log(1 + (1 - p) e^s) is at sigmoid(2 s) = p (the article's result)."""
+    """log(1 + p e^-s) + log(1 + (1 - p) e^s) is least at sigmoid(2 s) = p (the article's result)."""
     (score,) = descend([p])
     assert sigmoid(2 * score) == pytest.approx(p, abs=1e-5)
     assert score == pytest.approx(0.5 * numpy.log(p / (1 - p)), abs=1e-4)
@@ -192,8 +194,9 @@ def test_invalid_targets_and_duplicate_cells_are_refused():
         with pytest.raises(ValueError):
             soft_zlpr_loss(OPS, scores, valid, broken, lengths)
     cells, probabilities = as_sparse(targets, valid)
+    duplicated = numpy.vstack([cells, cells[:1]]), numpy.append(probabilities, 0.5)
     with pytest.raises(ValueError):
-        sparse_soft_zlpr_loss(OPS, scores, valid, numpy.vstack([cells, cells[:1]]), numpy.append(probabilities, 0.5), lengths)
+        sparse_soft_zlpr_loss(OPS, scores, valid, *duplicated, lengths)
     with pytest.raises(ValueError):
         sparse_soft_zlpr_loss(OPS, scores, valid, cells, probabilities[:-1], lengths)
 
@@ -203,5 +206,7 @@ def test_empty_batch():
     no_cells = numpy.zeros((0, 0), bool)
     loss, grad = soft_zlpr_loss(OPS, empty, no_cells, empty, OPS.asarray1i([0, 0]))
     assert loss == 0.0 and grad.shape == (0, 0, 3)
-    loss, grad = sparse_soft_zlpr_loss(OPS, empty, no_cells, numpy.zeros((0, 3), int), numpy.zeros(0), OPS.asarray1i([0, 0]))
+    loss, grad = sparse_soft_zlpr_loss(
+        OPS, empty, no_cells, numpy.zeros((0, 3), int), numpy.zeros(0), OPS.asarray1i([0, 0])
+    )
     assert loss == 0.0 and grad.shape == (0, 0, 3)
