@@ -36,13 +36,15 @@ expanding each product and keeping the first-order terms, exactly as the hard
 ZLPR is the first-order part of the hard binary cross-entropy. At t in {0, 1}
 the terms of weight 0 vanish and it IS the hard loss above. Its gradient,
 
-    d loss / d s_i = (1 - t_i) e^{s_i} / Z_neg - t_i e^{-s_i} / Z_pos,
+    d loss / d s_i = (1 - t_i) e^{s_i} / Z_neg - t_i e^{-s_i} / Z_pos
+
+(Z_neg and Z_pos: the arguments of the two logs),
 
 vanishes for every cell at once where t_i e^{-s_i} = (1 - t_i) e^{s_i}, i.e.
 t_i = sigmoid(2 s_i); the loss is convex (a sum of log-sum-exps of affine
 functions), so that is its minimum. The calibrated probability of a score is
 therefore sigmoid(2 s), NOT sigmoid(s): a student fitted to t = sigmoid(s_teacher)
-learns s_teacher / 2 (the same decisions at threshold 0.5, but halved logits).
+learns s_teacher / 2 (the same decisions at the default threshold 0.5, but halved logits).
 Targets t = sigmoid(2 s_teacher) make the student's optimum s_teacher itself.
 
 The weights enter as log t and log(1 - t) added to the exponents; a weight of
