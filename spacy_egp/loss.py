@@ -23,12 +23,41 @@ built. Unlike the reference it computes the negative term over the non-gold
 cells directly, not by subtracting the gold cells' mass from the total (which
 cancels in float32 at large logits); so it equals the dense loss up to
 rounding for any logits.
+
+Soft labels (Su Jianlin, "多标签“Softmax+交叉熵”的软标签版本",
+https://kexue.fm/archives/9064, 2022; the ZLPR paper, arXiv 2208.02955).
+With a target probability t_i in [0, 1] per valid cell of a row:
+
+    loss = log(1 + sum_i t_i exp(-s_i)) + log(1 + sum_i (1 - t_i) exp(s_i))
+
+The article obtains it from the soft binary cross-entropy
+-t log sigmoid(s) - (1 - t) log(1 - sigmoid(s)) = log (1 + e^-s)^t + log (1 + e^s)^(1-t),
+expanding each product and keeping the first-order terms, exactly as the hard
+ZLPR is the first-order part of the hard binary cross-entropy. At t in {0, 1}
+the terms of weight 0 vanish and it IS the hard loss above. Its gradient,
+
+    d loss / d s_i = (1 - t_i) e^{s_i} / Z_neg - t_i e^{-s_i} / Z_pos
+
+(Z_neg and Z_pos: the arguments of the two logs),
+
+vanishes for every cell at once where t_i e^{-s_i} = (1 - t_i) e^{s_i}, i.e.
+t_i = sigmoid(2 s_i); the loss is convex (a sum of log-sum-exps of affine
+functions), so that is its minimum. The calibrated probability of a score is
+therefore sigmoid(2 s), NOT sigmoid(s): a student fitted to t = sigmoid(s_teacher)
+learns s_teacher / 2 (the same decisions at the default threshold 0.5, but halved logits).
+Targets t = sigmoid(2 s_teacher) make the student's optimum s_teacher itself.
+
+The weights enter as log t and log(1 - t) added to the exponents; a weight of
+exactly 0 (t = 0 in the positive term, t = 1 in the negative one) removes the
+cell from that term (-inf), so nothing is clipped to an epsilon (the article's
+clip-and-remask workaround is not needed) and hard targets give bit-identical
+values to the hard loss. Invalid cells are dropped whatever their target.
 """
 
 from typing import Tuple
 
 from thinc.api import Ops
-from thinc.types import Floats2d, Floats3d, Ints1d
+from thinc.types import Array2d, ArrayXd, Floats1d, Floats2d, Floats3d, Ints1d, Ints2d
 
 
 def _segment_log1p_sum_exp(
@@ -115,6 +144,136 @@ def sparse_zlpr_loss(
         _, sizes = xp.unique(doc * scores.shape[2] + label, return_counts=True)
         gold = scores[t, w, label][:, None, None]
         pos_loss, pos_grad = _segment_log1p_sum_exp(ops, -gold, ops.asarray1i(sizes))
+        d_scores[t, w, label] -= pos_grad[:, 0, 0]
+        loss += float(pos_loss.sum())
+    return loss / n_rows, (d_scores / n_rows).astype("float32")
+
+
+def _log_weights(ops: Ops, weights: ArrayXd, keep: ArrayXd) -> ArrayXd:
+    """log(weights) where keep and weights > 0, else -inf, with no log(0) warnings.
+
+    A zero weight must remove its cell exactly (-inf), not shrink it by an
+    epsilon: with scores near 1e4 a clipped log weight (~ -16) would not.
+    """
+    xp = ops.xp
+    keep = keep & (weights > 0)
+    return xp.where(keep, xp.log(xp.where(keep, weights, 1)), -xp.inf)
+
+
+def _check_probabilities(ops: Ops, probabilities: ArrayXd) -> None:
+    # NaN fails both comparisons, so it is caught too.
+    if probabilities.size and not bool(ops.xp.all((probabilities >= 0) & (probabilities <= 1))):
+        raise ValueError("Soft ZLPR targets must be probabilities in [0, 1].")
+
+
+def soft_zlpr_loss(
+    ops: Ops, scores: Floats3d, valid: Array2d, targets: Floats3d, lengths: Ints1d
+) -> Tuple[float, Floats3d]:
+    """Dense soft-label ZLPR, averaged over the (doc, label) rows like `zlpr_loss`.
+
+    scores (T, W, K): band of logits of the concatenated docs; valid (T, W):
+    boolean; targets (T, W, K): probabilities in [0, 1] (a target on an invalid
+    cell is ignored); lengths: tokens per doc (empty docs count as rows of loss 0).
+    Per row: log(1 + sum t e^-s) + log(1 + sum (1 - t) e^s), see the module
+    docstring (kexue.fm/archives/9064). With 0/1 targets it equals `zlpr_loss`.
+    RETURNS (float, Floats3d): the loss and d(loss)/d(scores).
+    """
+    xp = ops.xp
+    n_rows = _batch_rows(lengths, scores.shape[2])
+    lengths = ops.asarray1i(lengths)
+    lengths = lengths[lengths > 0]
+    if scores.size == 0:
+        return 0.0, ops.alloc3f(*scores.shape)
+    _check_probabilities(ops, targets)
+    cells = valid[:, :, None]
+    # Same dtype as the scores, so 0/1 targets reproduce the hard loss's arithmetic.
+    log_pos = _log_weights(ops, targets, cells).astype(scores.dtype)
+    log_neg = _log_weights(ops, 1 - targets, cells).astype(scores.dtype)
+    # Invalid cells may hold -inf logits: zero them so that -inf + inf never
+    # happens; their log weight (-inf) removes them from both terms.
+    finite = xp.where(cells, scores, 0)
+    negative = finite + log_neg
+    positive = log_pos - finite
+    neg_loss, neg_grad = _segment_log1p_sum_exp(ops, negative, lengths)
+    pos_loss, pos_grad = _segment_log1p_sum_exp(ops, positive, lengths)
+    loss = float(neg_loss.sum() + pos_loss.sum()) / n_rows
+    return loss, ((neg_grad - pos_grad) / n_rows).astype("float32")
+
+
+def _listed_cells(
+    ops: Ops, valid: Array2d, cells: Ints2d, probabilities: Floats1d, width: int, n_labels: int
+) -> Tuple[Ints1d, Ints1d, Ints1d, Floats1d]:
+    """The listed cells as (t, w, label, p), invalid ones dropped; duplicates refused.
+
+    A duplicate would be counted twice by the sums but its gradient written
+    once, silently breaking the equality with the dense loss.
+    """
+    xp = ops.xp
+    cells = xp.asarray(cells, dtype="int64").reshape((-1, 3))
+    probabilities = xp.asarray(probabilities).reshape((-1,))
+    if len(cells) != len(probabilities):
+        raise ValueError(f"{len(cells)} cells but {len(probabilities)} probabilities.")
+    _check_probabilities(ops, probabilities)
+    flat = (cells[:, 0] * width + cells[:, 1]) * n_labels + cells[:, 2]
+    if len(xp.unique(flat)) != len(flat):
+        raise ValueError("Each soft-target cell must be listed once.")
+    keep = valid[cells[:, 0], cells[:, 1]]
+    t, w, label = (cells[keep, i] for i in range(3))
+    return t, w, label, probabilities[keep]
+
+
+def _row_segments(
+    ops: Ops, nonempty: Ints1d, t: Ints1d, label: Ints1d, n_labels: int
+) -> Tuple[Ints1d, Ints1d]:
+    """An order grouping cells by (doc, label) row, and the size of each group."""
+    xp = ops.xp
+    doc = xp.searchsorted(xp.cumsum(nonempty), t, side="right")
+    key = doc * n_labels + label
+    order = xp.argsort(key, kind="stable")
+    _, sizes = xp.unique(key, return_counts=True)
+    return order, sizes
+
+
+def sparse_soft_zlpr_loss(
+    ops: Ops,
+    scores: Floats3d,
+    valid: Array2d,
+    cells: Ints2d,
+    probabilities: Floats1d,
+    lengths: Ints1d,
+) -> Tuple[float, Floats3d]:
+    """Sparse soft-label ZLPR: `soft_zlpr_loss` without a dense target array.
+
+    cells (P, 3): the (t, w, label) band cells that carry soft mass (e.g. a
+    teacher's cells above a floor probability), each once; probabilities (P,):
+    their targets in [0, 1]. Every other valid cell is a hard negative (t = 0),
+    so the result is the dense loss on targets that are 0 off the list (not on
+    a teacher's full band: what fell under the floor counts as 0). Listed cells
+    outside the band are ignored, as the dense loss ignores them. Like
+    `sparse_zlpr_loss`, the negative term is computed over the cells
+    themselves, never as a difference of sums.
+    RETURNS (float, Floats3d): the loss and d(loss)/d(scores).
+    """
+    xp = ops.xp
+    n_rows = _batch_rows(lengths, scores.shape[2])
+    lengths = ops.asarray1i(lengths)
+    nonempty = lengths[lengths > 0]
+    if scores.size == 0:
+        return 0.0, ops.alloc3f(*scores.shape)
+    n_labels = scores.shape[2]
+    t, w, label, p = _listed_cells(ops, valid, cells, probabilities, scores.shape[1], n_labels)
+    negative = xp.where(valid[:, :, None], scores, -xp.inf)
+    # Weight 1 - p on the listed cells (-inf removes a cell of p = 1); 1 elsewhere.
+    negative[t, w, label] += _log_weights(ops, 1 - p, xp.ones(len(p), bool)).astype(scores.dtype)
+    neg_loss, d_scores = _segment_log1p_sum_exp(ops, negative, nonempty)
+    loss = float(neg_loss.sum())
+    positive = p > 0  # p = 0 cells have no positive term at all
+    t, w, label, p = t[positive], w[positive], label[positive], p[positive]
+    if len(t):
+        order, sizes = _row_segments(ops, nonempty, t, label, n_labels)
+        t, w, label, p = t[order], w[order], label[order], p[order]
+        values = xp.log(p).astype(scores.dtype) - scores[t, w, label]
+        pos_loss, pos_grad = _segment_log1p_sum_exp(ops, values[:, None, None], ops.asarray1i(sizes))
         d_scores[t, w, label] -= pos_grad[:, 0, 0]
         loss += float(pos_loss.sum())
     return loss / n_rows, (d_scores / n_rows).astype("float32")
