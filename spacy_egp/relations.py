@@ -177,7 +177,11 @@ def relations_score(
     label, both arguments' boundaries AND both arguments' entity types equal a
     gold relation's. relations_untyped_p/_r/_f ignore the entity types
     (arguments' boundaries and relation label only, the "boundaries" variant).
-    relations_per_type: strict P/R/F per relation label. Arguments are
+    relations_args_found: the share of gold relations whose two arguments are
+    both predicted entities (boundaries and types, doc.spans[spans_key]): the
+    recall that linking could reach. relations_linked_given_args: the share
+    of those that are predicted (strict). The two separate entity errors
+    from linking errors. relations_per_type: strict P/R/F per relation label. Arguments are
     compared by character offsets, so predicted and gold tokenization may
     differ. Examples whose reference doc has no relations stored at all
     (not even an empty list) are left out of the relation figures. The entity scores are those of the efficient_globalpointer
@@ -187,17 +191,24 @@ def relations_score(
     """
     examples = list(examples)
     strict, untyped = PRFScore(), PRFScore()
+    with_args = linked = 0
     per_type: Dict[str, PRFScore] = defaultdict(PRFScore)
     # as spaCy's has_annotation: a reference doc that never had relations set is not scored
     for eg in (eg for eg in examples if RELATIONS_KEY in eg.reference.user_data):
         untyped.score_set(set(relation_keys(eg.predicted, False)), set(relation_keys(eg.reference, False)))
         predicted, gold = set(relation_keys(eg.predicted, True)), set(relation_keys(eg.reference, True))
         strict.score_set(predicted, gold)
+        entities = {(s.start_char, s.end_char, s.label_) for s in eg.predicted.spans.get(spans_key, [])}
+        args_found = {key for key in gold if key[0] in entities and key[2] in entities}
+        with_args, linked = with_args + len(args_found), linked + len(args_found & predicted)
         for label in {key[1] for key in predicted | gold}:
             per_type[label].score_set({k for k in predicted if k[1] == label}, {k for k in gold if k[1] == label})
     scores = spans_score(examples, spans_key=spans_key, **kwargs)
     scores.update(_prf(strict, "relations"))
     scores.update(_prf(untyped, "relations_untyped"))
+    n_gold = strict.tp + strict.fn
+    scores["relations_args_found"] = with_args / n_gold if n_gold else None
+    scores["relations_linked_given_args"] = linked / with_args if with_args else None
     scores["relations_per_type"] = {label: score.to_dict() for label, score in sorted(per_type.items())}
     return scores
 

@@ -210,6 +210,12 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
     assert "| gplinker strict F ≥ baseline + 5 | conll04 (MiniLM) | +20.00 points | yes |" in text
     assert "| gplinker strict F ≥ 55 | conll04 (MiniLM) | 40.00 | **no** |" in text
     assert "conll04 (CNN)" not in text
+    assert "both args found" not in table  # no row has the entity/linking split: no such columns
+    split = {"rows": [dict(_row("gplinker-egp", f), test_relations_args_found=0.75, test_relations_linked_given_args=0.5),
+                      _row("baseline", f / 2)]}
+    split_table = format_relations_table(split)
+    assert "| both args found | linked, given both args |" in split_table.replace("gold relations with ", "")
+    assert "| 75.00 | 50.00 |" in split_table and "| – | – |" in split_table
 
 
 def test_pair_vectors_gradient_matches_finite_differences():

@@ -226,6 +226,21 @@ def test_scorer_strict_and_untyped():
     assert relations_score([unannotated], spans_key="sc")["relations_f"] is None
 
 
+def test_scorer_separates_entity_errors_from_linking_errors():
+    """Work_For has both arguments predicted, OrgBased_In misses Paris: half the relations could be linked."""
+    nlp = spacy.blank("en")
+    for relations, linked in (([(0, "Work_For", 1)], 1.0), ([], 0.0)):
+        eg = make_example(nlp)
+        predicted = eg.predicted
+        predicted.spans["sc"] = [Span(predicted, 0, 2, "Peop"), Span(predicted, 4, 6, "Org"), Span(predicted, 7, 8, "Org")]
+        spans = predicted.spans["sc"]
+        predicted._.relations = [(spans[h], label, spans[t], 0.9) for h, label, t in relations]
+        scores = relations_score([eg], spans_key="sc")
+        assert scores["relations_args_found"] == 0.5  # Paris predicted as Org: a wrong type is not found
+        assert scores["relations_linked_given_args"] == linked
+        assert scores["relations_r"] == linked / 2
+
+
 # --------------------------------------------------------------------------
 # Converter
 # --------------------------------------------------------------------------

@@ -318,7 +318,8 @@ def evaluate_relations(model: str, test: str, batch_size: int = 256) -> Dict[str
     spacy_tokens = relations_score([Example(p, g) for p, g in zip(on_text, gold)], spans_key=SPANS_KEY)
     row = {f"test_{key}": scores[key] for key in (
         "relations_p", "relations_r", "relations_f", "relations_untyped_p", "relations_untyped_r",
-        "relations_untyped_f", f"spans_{SPANS_KEY}_p", f"spans_{SPANS_KEY}_r", f"spans_{SPANS_KEY}_f")}
+        "relations_untyped_f", f"spans_{SPANS_KEY}_p", f"spans_{SPANS_KEY}_r", f"spans_{SPANS_KEY}_f",
+        "relations_args_found", "relations_linked_given_args")}
     row["test_relations_per_type"] = scores["relations_per_type"]
     row["test_spacy_tokens_relations_f"] = spacy_tokens["relations_f"]
     row["test_spacy_tokens_entities_f"] = spacy_tokens[f"spans_{SPANS_KEY}_f"]
