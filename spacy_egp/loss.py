@@ -98,14 +98,28 @@ def zlpr_loss(
     RETURNS (float, Floats3d): the loss and d(loss)/d(scores).
     """
     xp = ops.xp
-    n_rows = _batch_rows(lengths, scores.shape[2])
-    lengths = ops.asarray1i(lengths)
-    lengths = lengths[lengths > 0]
+    n_rows, lengths = _rows_and_segments(lengths, scores.shape[2], ops)
     if scores.size == 0:
         return 0.0, ops.alloc3f(*scores.shape)
     valid = valid[:, :, None]
     negative = xp.where(valid & ~gold, scores, -xp.inf)
     positive = xp.where(valid & gold, -scores, -xp.inf)
+    return _zlpr_terms(ops, negative, positive, lengths, n_rows)
+
+
+def _rows_and_segments(lengths: Ints1d, n_labels: int, ops: Ops) -> Tuple[int, Ints1d]:
+    """The batch's (doc, label) row count (empty docs included) and the lengths of the non-empty docs."""
+    lengths = ops.asarray1i(lengths)
+    return _batch_rows(lengths, n_labels), lengths[lengths > 0]
+
+
+def _zlpr_terms(ops: Ops, negative: Floats3d, positive: Floats3d, lengths: Ints1d, n_rows: int) -> Tuple[float, Floats3d]:
+    """Both ZLPR terms, log(1 + sum e^x) per (doc, label) row of each band, averaged over `n_rows`.
+
+    negative: the exponents of the negative term (s, plus log weights in the
+    soft loss); positive: those of the positive term (-s, likewise); -inf
+    leaves a cell out. RETURNS (float, Floats3d): the loss and d(loss)/d(scores).
+    """
     neg_loss, neg_grad = _segment_log1p_sum_exp(ops, negative, lengths)
     pos_loss, pos_grad = _segment_log1p_sum_exp(ops, positive, lengths)
     loss = float(neg_loss.sum() + pos_loss.sum()) / n_rows
@@ -126,9 +140,7 @@ def sparse_zlpr_loss(
     up to rounding for any logits.
     """
     xp = ops.xp
-    n_rows = _batch_rows(lengths, scores.shape[2])
-    lengths = ops.asarray1i(lengths)
-    nonempty = lengths[lengths > 0]
+    n_rows, nonempty = _rows_and_segments(lengths, scores.shape[2], ops)
     if scores.size == 0:
         return 0.0, ops.alloc3f(*scores.shape)
     t, w, label = (xp.asarray(positives, dtype="int64").reshape((-1, 3))[:, i] for i in range(3))
@@ -179,9 +191,7 @@ def soft_zlpr_loss(
     RETURNS (float, Floats3d): the loss and d(loss)/d(scores).
     """
     xp = ops.xp
-    n_rows = _batch_rows(lengths, scores.shape[2])
-    lengths = ops.asarray1i(lengths)
-    lengths = lengths[lengths > 0]
+    n_rows, lengths = _rows_and_segments(lengths, scores.shape[2], ops)
     if scores.size == 0:
         return 0.0, ops.alloc3f(*scores.shape)
     _check_probabilities(ops, targets)
@@ -194,10 +204,7 @@ def soft_zlpr_loss(
     finite = xp.where(cells, scores, 0)
     negative = finite + log_neg
     positive = log_pos - finite
-    neg_loss, neg_grad = _segment_log1p_sum_exp(ops, negative, lengths)
-    pos_loss, pos_grad = _segment_log1p_sum_exp(ops, positive, lengths)
-    loss = float(neg_loss.sum() + pos_loss.sum()) / n_rows
-    return loss, ((neg_grad - pos_grad) / n_rows).astype("float32")
+    return _zlpr_terms(ops, negative, positive, lengths, n_rows)
 
 
 def _listed_cells(
@@ -255,9 +262,7 @@ def sparse_soft_zlpr_loss(
     RETURNS (float, Floats3d): the loss and d(loss)/d(scores).
     """
     xp = ops.xp
-    n_rows = _batch_rows(lengths, scores.shape[2])
-    lengths = ops.asarray1i(lengths)
-    nonempty = lengths[lengths > 0]
+    n_rows, nonempty = _rows_and_segments(lengths, scores.shape[2], ops)
     if scores.size == 0:
         return 0.0, ops.alloc3f(*scores.shape)
     n_labels = scores.shape[2]
