@@ -456,6 +456,8 @@ class WorkerPool:
                 yielded += 1
             if exhausted and yielded == read:
                 return
+            if not queue and not any(worker.batch for worker in self.workers):
+                continue  # nothing to wait for: every batch read was finished earlier (--resume); read on
             self._dispatch(queue)
             self._wait(queue, finished)
 

@@ -243,6 +243,19 @@ def test_a_torn_last_line_is_cut_off_and_its_record_written_again(torch_model, t
     assert_same_annotations(read_jsonl(output), read_jsonl(tmp_path / "whole.jsonl"))
 
 
+def test_resume_with_two_processes_skips_a_long_finished_prefix_without_hanging(torch_model, tmp_path):
+    """Batches that an earlier run finished are never sent to a worker: more of them in a row than the pool
+    reads ahead (3 x n_process) must not leave the driver waiting on idle workers."""
+    corpus, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = write_corpus(corpus, n_records=200)
+    resumable_run(torch_model, corpus, output, keep=160, tear=False)  # 20 finished batches of 8
+    done = run_driver(tmp_path, {"model": torch_model, "input": str(corpus), "output": str(output),
+                                 "engine": "local", "warm": False, "resume": True})
+    summary = summary_of(done)
+    assert (summary["resumed"], summary["records"]) == (160, 40)
+    assert output_ids(output) == ids
+
+
 def test_resume_on_a_finished_run_does_nothing_and_changes_nothing(torch_model, tmp_path, capsys):
     corpus, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_corpus(corpus, n_records=20)
