@@ -14,7 +14,7 @@ from spacy.training import Example
 
 import spacy_egp.gold as gold
 from conftest import nested_examples, train
-from thinc.api import NumpyOps
+from thinc.api import NumpyOps, fix_random_seed
 
 from spacy_egp.gold import cells_above
 from spacy_egp.heads import band_mask
@@ -130,6 +130,7 @@ def test_probability_to_logit_edges():
 
 
 def test_untrained_pipe_predicts_almost_nothing_with_the_span_prior():
+    fix_random_seed(0)  # measured over seeds 0-7: 0.004-0.08 % of the cells predicted; no order dependence
     nlp = small_pipeline()
     examples = nested_examples(nlp, 30, seed=5)
     nlp.initialize(lambda: examples)

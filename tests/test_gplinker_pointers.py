@@ -9,7 +9,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from thinc.api import NumpyOps
+from thinc.api import NumpyOps, fix_random_seed
 from thinc.types import Ragged
 
 from spacy_egp.gold import decode_relations, pair_cell
@@ -229,6 +229,7 @@ def test_v2_pair_pointers_are_egp_or_gp():
 
 
 def test_untrained_gplinker_predicts_almost_no_pairs_and_no_relations():
+    fix_random_seed(0)  # the share of passing pairs depends on the initial weights: no order dependence
     nlp = spacy.blank("en")
     pipe = _gplinker(nlp)
     v1 = _gplinker(nlp, "v1", **{"@architectures": "spacy_egp.GPLinker.v1"})
@@ -237,8 +238,9 @@ def test_untrained_gplinker_predicts_almost_no_pairs_and_no_relations():
     docs = [nlp.make_doc(" ".join(WORDS * 6)) for _ in range(4)]
     band = pipe.predict(docs).pairs.dataXd
     finite = band[numpy.isfinite(band)]
-    # the prior (0.01) puts the pairs' logits near -4.6, with the q.k term scaled to unit spread
-    assert (finite >= 0).mean() < 1e-3
+    # the prior (0.01) puts the pairs' logits near -4.6, with the q.k term scaled to about unit spread
+    # (measured: standard deviation 1.2-1.7, 0-1.1 % of pairs passing over seeds 0-11)
+    assert (finite >= 0).mean() < 0.02
     assert numpy.median(finite) == pytest.approx(math.log(0.01 / 0.99), abs=1.0)
     # v1's pair pointers have no prior: about half of all pairs pass
     v1_band = v1.predict(docs).pairs.dataXd
