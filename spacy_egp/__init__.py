@@ -4,8 +4,8 @@ Everything is registered through entry points (setup.cfg), so spaCy finds the
 component, architectures and scorer without `import spacy_egp`.
 """
 
-from .model import build_efficient_globalpointer, build_globalpointer
-from .pipeline import EfficientGlobalPointer, make_efficient_globalpointer
+from .ml.models import build_efficient_globalpointer, build_globalpointer
+from .pipeline.efficient_globalpointer import EfficientGlobalPointer, make_efficient_globalpointer
 
 __version__ = "0.2.0"
 

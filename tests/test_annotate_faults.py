@@ -18,7 +18,7 @@ import pytest
 import spacy
 
 from conftest import nested_examples
-from spacy_egp.annotate import AnnotateError, Settings, annotate, main
+from spacy_egp.data.annotate import AnnotateError, Settings, annotate, main
 from test_annotate import assert_same_annotations, read_jsonl
 from test_component import SMALL_TOK2VEC
 
@@ -71,7 +71,7 @@ def register():
 if __name__ == "__main__":
     from pathlib import Path
     import spacy, torch
-    from spacy_egp.annotate import Settings, annotate
+    from spacy_egp.data.annotate import Settings, annotate
     args = json.loads(sys.argv[1])
     if args["warm"]:  # issue 25: the model (its torch BiLSTM) runs here once, on more than one thread
         torch.set_num_threads(2)

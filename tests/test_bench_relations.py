@@ -15,9 +15,9 @@ from spacy_egp.benchmark import relations as bench
 from spacy_egp.benchmark.relations_baseline import SCALED_NER_FACTORY, RelationClassifier, candidate_pairs
 from spacy_egp.benchmark.relations_report import format_relations_table
 from spacy_egp.benchmark.report import START, END, write_report
-from spacy_egp.convert import main as convert_main
-from spacy_egp.gold import relation_offsets
-from spacy_egp.relations import relations_score
+from spacy_egp.data.convert import main as convert_main
+from spacy_egp.pipeline.gold import relation_offsets
+from spacy_egp.pipeline.gplinker import relations_score
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

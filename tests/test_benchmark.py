@@ -16,7 +16,7 @@ from spacy_egp.benchmark.evaluation import nested_spans, prf
 from spacy_egp.benchmark.params import head_parameters
 from spacy_egp.benchmark.pipelines import PIPELINES, flat_ents, pipeline_config, suggester_max_length
 from spacy_egp.benchmark.report import format_dataset_table, format_targets, write_report
-from spacy_egp.heads import egp_parameter_count, gp_parameter_count
+from spacy_egp.ml.heads import egp_parameter_count, gp_parameter_count
 
 TEMPLATE = REPO / "configs" / "genia_small_cnn.cfg"
 
@@ -98,7 +98,7 @@ def test_head_parameters_are_counted_on_built_heads_and_match_the_closed_forms()
 
 def test_tiny_comparison_end_to_end(shared_data, tmp_path):
     """Four pipelines trained for a few steps on 40 GENIA sentences; the report is generated from them."""
-    from spacy_egp.convert import main as convert
+    from spacy_egp.data.convert import main as convert
 
     corpus = tmp_path / "corpus"
     assert convert(["dataset", "genia_small", str(shared_data), str(corpus), "--lang", "en", "--limit", "40"]) == 0

@@ -41,8 +41,8 @@ from typing import Dict, List, Optional
 import pytest
 from spacy.util import load_config, registry
 
-from spacy_egp.convert import main as convert
-from spacy_egp.datasets import DATASETS, RELATION_DATASETS
+from spacy_egp.data.convert import main as convert
+from spacy_egp.data.datasets import DATASETS, RELATION_DATASETS
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((REPO / "configs").glob("*.cfg"))

@@ -18,7 +18,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin, SpanGroup
 
-from spacy_egp.convert import (
+from spacy_egp.data.convert import (
     ConversionError,
     DATASETS,
     convert,
@@ -31,7 +31,7 @@ from spacy_egp.convert import (
 )
 
 from spacy_egp import fetch
-from spacy_egp.datasets import file_sha256
+from spacy_egp.data.datasets import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SPACY_EGP_SHARED_DATA", REPO.parent / "shared" / "data"))

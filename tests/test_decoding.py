@@ -12,13 +12,13 @@ import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-import spacy_egp.gold as gold
+import spacy_egp.pipeline.gold as gold
 from conftest import nested_examples, train
 from thinc.api import NumpyOps, fix_random_seed
 
-from spacy_egp.gold import cells_above
-from spacy_egp.heads import band_mask
-from spacy_egp.pipeline import probability_to_logit
+from spacy_egp.pipeline.gold import cells_above
+from spacy_egp.ml.heads import band_mask
+from spacy_egp.pipeline.efficient_globalpointer import probability_to_logit
 from test_component import SMALL_TOK2VEC, small_pipeline
 
 PIPE = "efficient_globalpointer"

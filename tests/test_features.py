@@ -11,7 +11,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Config, Model
 
-from spacy_egp.features import BOUNDARY, bigram_keys, build_char_bigram_embed, char_bigram_features
+from spacy_egp.ml.features import BOUNDARY, bigram_keys, build_char_bigram_embed, char_bigram_features
 
 ATTRS = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 ROWS = [500, 100, 100, 50]

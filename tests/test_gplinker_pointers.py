@@ -12,9 +12,9 @@ from spacy.training import Example
 from thinc.api import NumpyOps, fix_random_seed
 from thinc.types import Ragged
 
-from spacy_egp.gold import decode_relations, pair_cell
-from spacy_egp.heads import build_egp_pair_head, build_pair_head, build_pair_heads, pair_band_width
-from spacy_egp.relations_model import GPLinkerScores
+from spacy_egp.pipeline.gold import decode_relations, pair_cell
+from spacy_egp.ml.heads import build_egp_pair_head, build_pair_head, build_pair_heads, pair_band_width
+from spacy_egp.ml.gplinker_model import GPLinkerScores
 
 OPS = NumpyOps()
 WORDS = "John Smith works for Acme Corp in Paris .".split()

@@ -10,8 +10,8 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from conftest import train
-from spacy_egp.gold import GoldProblems, gold_cells, role_gold_spans
-from spacy_egp.relations import ROLE_LABELS, relations_score
+from spacy_egp.pipeline.gold import GoldProblems, gold_cells, role_gold_spans
+from spacy_egp.pipeline.gplinker import ROLE_LABELS, relations_score
 
 SMALL_TOK2VEC = {
     "@architectures": "spacy.HashEmbedCNN.v2", "width": 48, "depth": 2, "embed_size": 1000,

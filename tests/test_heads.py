@@ -5,7 +5,7 @@ import pytest
 from spacy.util import registry
 from thinc.api import NumpyOps, Ragged, noop
 
-from spacy_egp.heads import (
+from spacy_egp.ml.heads import (
     band_mask,
     build_egp_head,
     build_gp_head,
@@ -243,7 +243,7 @@ def test_half_precision_token_vectors_give_a_float32_band_and_finite_loss(kind):
     doc are -inf (never a big finite constant that float16 would overflow), and
     the ZLPR loss and its gradient are finite.
     """
-    from spacy_egp.loss import zlpr_loss
+    from spacy_egp.ml.loss import zlpr_loss
 
     head = make_head(kind, 8, 4, 3, max_span_length=5)
     lengths = OPS.asarray1i([6, 3])

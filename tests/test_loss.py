@@ -4,8 +4,8 @@ import numpy
 import pytest
 from thinc.api import NumpyOps
 
-from spacy_egp.heads import band_mask
-from spacy_egp.loss import sparse_zlpr_loss, zlpr_loss
+from spacy_egp.ml.heads import band_mask
+from spacy_egp.ml.loss import sparse_zlpr_loss, zlpr_loss
 
 OPS = NumpyOps()
 

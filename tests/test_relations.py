@@ -16,8 +16,8 @@ from spacy.training import Example
 from thinc.api import NumpyOps
 from thinc.types import Ragged
 
-from spacy_egp.convert import ConversionError, bilou_spans, convert, main as convert_main
-from spacy_egp.gold import (
+from spacy_egp.data.convert import ConversionError, bilou_spans, convert, main as convert_main
+from spacy_egp.pipeline.gold import (
     GoldProblems,
     decode_relations,
     gold_pair_cells,
@@ -25,9 +25,9 @@ from spacy_egp.gold import (
     pair_of_cells,
     relation_offsets,
 )
-from spacy_egp.heads import build_pair_head, pair_band_width, pair_mask
-from spacy_egp.relations import Relation, relations_score
-from spacy_egp.relations_model import GPLinkerScores
+from spacy_egp.ml.heads import build_pair_head, pair_band_width, pair_mask
+from spacy_egp.pipeline.gplinker import Relation, relations_score
+from spacy_egp.ml.gplinker_model import GPLinkerScores
 
 OPS = NumpyOps()
 WORDS = "John Smith works for Acme Corp in Paris .".split()

@@ -9,8 +9,8 @@ import numpy
 import pytest
 from thinc.api import NumpyOps
 
-from spacy_egp.heads import band_mask
-from spacy_egp.loss import soft_zlpr_loss, sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
+from spacy_egp.ml.heads import band_mask
+from spacy_egp.ml.loss import soft_zlpr_loss, sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
 
 OPS = NumpyOps()
 LENGTHS = (4, 0, 6, 1)

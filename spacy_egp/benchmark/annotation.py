@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import spacy
 from spacy.training import Example
 
-from ..annotate import Settings, annotate, partial_path
+from ..data.annotate import Settings, annotate, partial_path
 from .compare import machine_description
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cluener" / "dev.json"
@@ -130,7 +130,7 @@ def describe_model(path: str) -> str:
 def worker_startup(model: str, tiny: Path, output: Path, method: str) -> float:
     """Seconds of a 2-worker local run on the tiny input, in a fresh Python (where fork is still safe):
     the workers' start and their pipeline loads, and one small batch."""
-    code = ("import sys; from pathlib import Path; from spacy_egp.annotate import annotate\n"
+    code = ("import sys; from pathlib import Path; from spacy_egp.data.annotate import annotate\n"
             "summary = annotate(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), n_process=2, overwrite=True, "
             "progress=False, start_method=sys.argv[4]); print(summary.seconds)")
     done = subprocess.run([sys.executable, "-c", code, model, str(tiny), str(output), method], check=True,

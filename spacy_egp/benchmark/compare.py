@@ -29,7 +29,7 @@ import spacy
 from spacy.tokens import DocBin
 from thinc.api import Config
 
-from ..datasets import file_sha256
+from ..data.datasets import file_sha256
 from .logger import training_words_per_second
 from .pipelines import PIPELINES, flat_ents, pipeline_config, pipeline_names, suggester_max_length
 

@@ -4,7 +4,7 @@ from typing import Dict, List
 
 from thinc.api import Model
 
-from ..heads import build_egp_head, build_gp_head
+from ..ml.heads import build_egp_head, build_gp_head
 from .evaluation import parameter_count
 
 

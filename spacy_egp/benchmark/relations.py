@@ -42,7 +42,7 @@ import spacy
 from spacy.tokens import Doc, DocBin
 from thinc.api import Config
 
-from ..datasets import file_sha256
+from ..data.datasets import file_sha256
 from .compare import machine_description, single_threaded_env
 from .pipelines import _ner, flat_ents
 
@@ -101,7 +101,7 @@ def gplinker_v2_registered() -> bool:
     """Whether spacy_egp.GPLinker.v2 (with its pair_pointer option) is there to build."""
     from spacy.util import registry
 
-    from .. import relations  # noqa: F401  (registers the gplinker architectures)
+    from ..pipeline import gplinker  # noqa: F401  (registers the gplinker architectures)
 
     return GPLINKER_V2 in registry.architectures
 
@@ -302,7 +302,7 @@ def evaluate_relations(model: str, test: str, batch_size: int = 256) -> Dict[str
     Inference speed is that of raw text (spaCy's tokenizer included), on
     this process's threads (one, from the runner), best of 3.
     """
-    from ..relations import relations_score
+    from ..pipeline.gplinker import relations_score
     from .evaluation import _fastest
     from spacy.training import Example
 
@@ -363,7 +363,7 @@ def _train_main(argv: List[str]) -> int:
     from spacy.cli.train import train
 
     from . import relations_baseline  # noqa: F401
-    from .. import relations  # noqa: F401
+    from ..pipeline import gplinker  # noqa: F401
 
     train(args.config, args.output, use_gpu=args.gpu_id)
     return 0

@@ -40,8 +40,8 @@ from spacy.vocab import Vocab
 from thinc.api import Linear, Model, Optimizer, Relu, chain, reduce_mean, set_dropout_rate
 from thinc.types import Floats2d, Ints2d, Ragged
 
-from ..pipeline import finish_update_after_tok2vec
-from ..gold import RelationOffsets, relation_offsets, store_relation_offsets
+from ..pipeline.efficient_globalpointer import finish_update_after_tok2vec
+from ..pipeline.gold import RelationOffsets, relation_offsets, store_relation_offsets
 
 FACTORY = "bench_relation_classifier"
 # spaCy's ner whose own layers learn at head_lr_scale times the rate, as the heads it is compared with

@@ -1,14 +1,14 @@
 """The `gplinker` pipeline component: entities in doc.spans and relations in doc._.relations.
 
-GPLinker (spacy_egp.relations_model) scores entity spans with an EGP head and,
+GPLinker (spacy_egp.ml.gplinker_model) scores entity spans with an EGP head and,
 for every relation type, the pairs (head start, tail start) and (head end,
 tail end) with two pair pointers. `set_annotations` writes the entities (typed,
 possibly nested) to doc.spans[spans_key] exactly as the efficient_globalpointer
-component does (both are a spacy_egp.pipeline.GlobalPointerPipe), then keeps a
+component does (both are a spacy_egp.pipeline.efficient_globalpointer.GlobalPointerPipe), then keeps a
 relation (s, r, o) between two predicted entities when both its head pair and
 its tail pair reach the relation's threshold.
 
-`get_loss` is ZLPR (spacy_egp.loss) weighted as the reference's
+`get_loss` is ZLPR (spacy_egp.ml.loss) weighted as the reference's
 `globalpointer_crossentropy` (`K.mean(K.sum(loss, axis=1))` for each of the
 three outputs, added by Keras): per doc, the SUM of the ZLPR of every row
 (entity type, head-pointer relation type, tail-pointer relation type),
@@ -19,7 +19,7 @@ With entity_roles, the entity head has the reference's two untyped channels
 (ROLE_LABELS: relation heads and relation tails), learned from the relation
 arguments only, for data whose entities carry no types.
 
-Relations live in doc.user_data as plain token offsets (spacy_egp.gold.
+Relations live in doc.user_data as plain token offsets (spacy_egp.pipeline.gold.
 RelationOffsets), so Doc.to_bytes and DocBin(store_user_data=True) keep them,
 gold ones included; `doc._.relations` reads them as Relation records of Spans.
 
@@ -55,10 +55,10 @@ from .gold import (
     role_gold_spans,
     store_relation_offsets,
 )
-from .heads import pair_mask
-from .loss import sparse_zlpr_loss
-from .model import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
-from .pipeline import (
+from ..ml.heads import pair_mask
+from ..ml.loss import sparse_zlpr_loss
+from ..ml.models import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
+from .efficient_globalpointer import (
     DEFAULT_EGP_MODEL,
     DEFAULT_MAX_SPANS_PER_TOKEN,
     DEFAULT_SPANS_KEY,
@@ -69,7 +69,7 @@ from .pipeline import (
     sigmoid,
     spans_score,
 )
-from .relations_model import DEFAULT_MAX_PAIR_DISTANCE, GPLinkerScores
+from ..ml.gplinker_model import DEFAULT_MAX_PAIR_DISTANCE, GPLinkerScores
 
 # The efficient_globalpointer component's default tok2vec, with GPLinker's heads
 DEFAULT_GPLINKER_MODEL = Config(

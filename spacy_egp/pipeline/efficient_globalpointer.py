@@ -1,11 +1,11 @@
 """The `efficient_globalpointer` pipeline component: nested spans in doc.spans.
 
-The model (spacy_egp.model) maps a batch of docs to a band of span logits
+The model (spacy_egp.ml.models) maps a batch of docs to a band of span logits
 (T, W, K): cell (t, w, a) is the span from token t to token t + w of label a.
 `set_annotations` keeps every cell whose probability is at least its label's
 threshold (compared once, as logits), at most `max_spans_per_token` per token
-of a doc; `get_loss` maps the reference spans to band cells (spacy_egp.gold)
-and applies ZLPR (spacy_egp.loss).
+of a doc; `get_loss` maps the reference spans to band cells (spacy_egp.pipeline.gold)
+and applies ZLPR (spacy_egp.ml.loss).
 
 Scores and thresholds are probabilities, as in spaCy's spancat and span_finder:
 `threshold` (default 0.5, the reference's logit 0) and the per-label
@@ -34,9 +34,9 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d, Ragged
 
 from .gold import GoldProblems, Span3, aligned_gold_spans, cells_above, gold_cells, preview
-from .heads import band_mask
-from .loss import sparse_zlpr_loss, zlpr_loss
-from .model import predict_token_vectors
+from ..ml.heads import band_mask
+from ..ml.loss import sparse_zlpr_loss, zlpr_loss
+from ..ml.models import predict_token_vectors
 
 DEFAULT_SPANS_KEY = "sc"
 # Enough for any nesting in the datasets here (at most ~0.5 gold spans per

@@ -1,6 +1,6 @@
 """Registered model builders: tok2vec → span head → band of span logits.
 
-The output is a Ragged whose data is the (T, W, K) band of `spacy_egp.heads`
+The output is a Ragged whose data is the (T, W, K) band of `spacy_egp.ml.heads`
 for the batch's docs concatenated, and whose lengths are the docs' token
 counts. The label count K (dim "nO" of the ref "head") is left unset here and
 inferred when the component initializes, as spaCy's spancat does.

@@ -1,7 +1,7 @@
 """Gold spans to band cells, and band cells back to spans.
 
 One copy of the mapping between spans (token offsets, end exclusive) and the
-cells (t, w, label) of the score band (spacy_egp.heads): used by the component
+cells (t, w, label) of the score band (spacy_egp.ml.heads): used by the component
 (training and decoding) and by threshold tuning. Problems with gold spans are
 counted here too, with the same wording wherever they are met.
 """
@@ -353,7 +353,7 @@ def describe_relation(doc: Doc, record: RelationOffsets) -> str:
 
 
 def pair_cell(first: int, second: int, width: int) -> Optional[Tuple[int, int]]:
-    """The cell (t, w) of the ordered token pair (first, second) in a pair band of this width (spacy_egp.heads).
+    """The cell (t, w) of the ordered token pair (first, second) in a pair band of this width (spacy_egp.ml.heads).
 
     RETURNS (Optional[Tuple[int, int]]): None when |second - first| >= width (outside the window).
     """

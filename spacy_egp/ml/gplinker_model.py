@@ -4,7 +4,7 @@ GPLinker (Su Jianlin, 2022, https://kexue.fm/archives/8888; reference code
 bojone/GPLinker `duie_v1.py`) extracts (head entity, relation, tail entity)
 triples with three pointers over the same token vectors:
 
-- an EGP entity head (spacy_egp.heads.build_egp_head), here with the entity
+- an EGP entity head (spacy_egp.ml.heads.build_egp_head), here with the entity
   types (or, with the component's entity_roles, the two roles subject and
   object) as its labels, giving the band of span logits (T, W, K);
 - per relation type, a head-head pointer scoring (head start, tail start)
@@ -17,8 +17,8 @@ spacy_egp.GPLinker.v2 builds the pair pointers as the reference does (it
 imports bert4keras's EfficientGlobalPointer as GlobalPointer for all three):
 each of the two pointers is an EGP pair pointer, one q/k projection shared by
 the R relation types plus a 4d + 2 label term per type
-(spacy_egp.heads.build_egp_pair_head); pair_pointer = "gp" gives each channel
-its own q/k projection instead (spacy_egp.heads.build_pair_head), the only
+(spacy_egp.ml.heads.build_egp_pair_head); pair_pointer = "gp" gives each channel
+its own q/k projection instead (spacy_egp.ml.heads.build_pair_head), the only
 pointer of spacy_egp.GPLinker.v1. In v2 the span prior starts the pair
 pointers too, so an untrained model predicts (almost) no relations.
 
@@ -35,7 +35,7 @@ from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
 from .heads import build_egp_head, build_egp_pair_head, build_pair_head, build_pair_heads
-from .model import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR, _validate_head_config, _with_tok2vec
+from .models import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR, _validate_head_config, _with_tok2vec
 
 # Covers every relation of CoNLL04 (its farthest arguments: 82 tokens apart, in train).
 DEFAULT_MAX_PAIR_DISTANCE = 96

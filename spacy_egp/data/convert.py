@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .datasets import DATASETS, RELATION_DATASETS, Dataset
-from .gold import RelationOffsets, nesting, store_relation_offsets
+from ..pipeline.gold import RelationOffsets, nesting, store_relation_offsets
 
 FORMATS = ("cluener", "cmeee", "spans-jsonl", "bio", "conll04")
 SCHEMES = ("bio", "iob1")
@@ -680,7 +680,7 @@ def format_report(stats: Stats, *, fmt: str, spans_key: str, selection: str, lim
 
 
 # --------------------------------------------------------------------------
-# The datasets of ../shared/data/SPLITS.md (their table: spacy_egp.datasets)
+# The datasets of ../shared/data/SPLITS.md (their table: spacy_egp.data.datasets)
 # --------------------------------------------------------------------------
 
 

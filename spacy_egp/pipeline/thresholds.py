@@ -57,10 +57,10 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .datasets import file_sha256
+from ..data.datasets import file_sha256
 from .gold import RELATIONS_KEY, GoldProblems, gold_cells as gold_band_cells, role_gold_spans
-from .pipeline import GlobalPointerPipe, probability_to_logit
-from .relations import ROLE_LABELS, GPLinker, relation_key, relation_keys
+from .efficient_globalpointer import GlobalPointerPipe, probability_to_logit
+from .gplinker import ROLE_LABELS, GPLinker, relation_key, relation_keys
 
 # The factories whose components are tuned: both are GlobalPointerPipes (span thresholds); gplinker
 # also has relation thresholds.
