@@ -12,11 +12,11 @@ import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-import spacy_egp.pipeline.gold as gold
+import spacy_egp.pipeline.decoding as decoding
 from conftest import nested_examples, train
 from thinc.api import NumpyOps, fix_random_seed
 
-from spacy_egp.pipeline.gold import cells_above
+from spacy_egp.pipeline.decoding import cells_above
 from spacy_egp.ml.heads import band_mask
 from spacy_egp.pipeline.efficient_globalpointer import probability_to_logit
 from test_component import SMALL_TOK2VEC, small_pipeline
@@ -106,7 +106,7 @@ def reference_cells(band, lengths, thresholds, caps, count=False):
 
 @pytest.mark.parametrize("chunk", [1 << 21, 40, 7])
 def test_cells_above_matches_a_plain_reference(monkeypatch, chunk):
-    monkeypatch.setattr(gold, "DECODE_CHUNK_CELLS", chunk)
+    monkeypatch.setattr(decoding, "DECODE_CHUNK_CELLS", chunk)
     rng = numpy.random.default_rng(0)
     lengths = numpy.asarray([5, 0, 30, 1, 12])
     band = rng.normal(size=(lengths.sum(), 6, 3)).astype("float32")  # distinct values: no ties at the cap

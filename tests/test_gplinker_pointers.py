@@ -12,7 +12,8 @@ from spacy.training import Example
 from thinc.api import NumpyOps, fix_random_seed
 from thinc.types import Ragged
 
-from spacy_egp.pipeline.gold import decode_relations, pair_cell
+from spacy_egp.pipeline.decoding import decode_relations
+from spacy_egp.pipeline.gold import pair_cell
 from spacy_egp.ml.heads import build_egp_pair_head, build_pair_head, build_pair_heads, pair_band_width
 from spacy_egp.ml.gplinker_model import GPLinkerScores
 

@@ -17,17 +17,12 @@ from thinc.api import NumpyOps
 from thinc.types import Ragged
 
 from spacy_egp.data.convert import ConversionError, bilou_spans, convert, main as convert_main
-from spacy_egp.pipeline.gold import (
-    GoldProblems,
-    decode_relations,
-    gold_pair_cells,
-    pair_cell,
-    pair_of_cells,
-    relation_offsets,
-)
-from spacy_egp.ml.heads import build_pair_head, pair_band_width, pair_mask
-from spacy_egp.pipeline.gplinker import Relation, relations_score
 from spacy_egp.ml.gplinker_model import GPLinkerScores
+from spacy_egp.ml.heads import build_pair_head, pair_band_width, pair_mask
+from spacy_egp.pipeline.decoding import decode_relations
+from spacy_egp.pipeline.gold import GoldProblems, gold_pair_cells, pair_cell, pair_of_cells
+from spacy_egp.pipeline.gplinker import relations_score
+from spacy_egp.pipeline.relations import Relation, relation_offsets
 
 OPS = NumpyOps()
 WORDS = "John Smith works for Acme Corp in Paris .".split()

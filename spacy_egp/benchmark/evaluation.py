@@ -21,7 +21,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.util import minibatch
 from thinc.api import Model
 
-from ..pipeline.gold import nesting
+from ..pipeline.nesting import nesting
 from .pipelines import SPANS_KEY
 
 SpanKey = Tuple[int, int, int, str]  # doc index, start char, end char, label

@@ -18,7 +18,7 @@ import numpy
 import spacy
 from spacy.tokens import DocBin
 
-from ..pipeline.gold import nesting
+from ..pipeline.nesting import nesting
 
 LOGIT_CUTS = (0.0, -1.0, -2.0)
 FACTORY = "efficient_globalpointer"

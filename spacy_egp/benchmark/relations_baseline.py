@@ -21,7 +21,7 @@ learns from the gold entities (aligned to the predicted tokens) and predicts
 from the entities `ner` wrote to doc.ents.
 
 Relations are written to doc._.relations in gplinker's format (see
-spacy_egp.relations), and the entities they were drawn from to
+spacy_egp.pipeline.relations), and the entities they were drawn from to
 doc.spans[spans_key], so that spacy_egp.relations_scorer.v1 scores both
 pipelines alike.
 """
@@ -41,7 +41,7 @@ from thinc.api import Linear, Model, Optimizer, Relu, chain, reduce_mean, set_dr
 from thinc.types import Floats2d, Ints2d, Ragged
 
 from ..pipeline.efficient_globalpointer import finish_update_after_tok2vec
-from ..pipeline.gold import RelationOffsets, relation_offsets, store_relation_offsets
+from ..pipeline.relations import RelationOffsets, relation_offsets, store_relation_offsets
 
 FACTORY = "bench_relation_classifier"
 # spaCy's ner whose own layers learn at head_lr_scale times the rate, as the heads it is compared with

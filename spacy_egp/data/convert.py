@@ -66,7 +66,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .datasets import DATASETS, RELATION_DATASETS, Dataset
-from ..pipeline.gold import RelationOffsets, nesting, store_relation_offsets
+from ..pipeline.nesting import nesting
+from ..pipeline.relations import RelationOffsets, store_relation_offsets
 
 FORMATS = ("cluener", "cmeee", "spans-jsonl", "bio", "conll04")
 SCHEMES = ("bio", "iob1")

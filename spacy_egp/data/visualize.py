@@ -31,7 +31,7 @@ from spacy import displacy
 from spacy.displacy.templates import TPL_FIGURE, TPL_PAGE, TPL_SPAN, TPL_SPAN_SLICE, TPL_SPAN_START
 from spacy.tokens import Doc, DocBin, Span
 
-from ..pipeline.gold import nesting
+from ..pipeline.nesting import nesting
 
 # Light colours, so that black labels and the red marks stay readable on them;
 # label i (sorted) gets PALETTE[i % len(PALETTE)].

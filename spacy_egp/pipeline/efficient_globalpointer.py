@@ -33,7 +33,9 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d, Ragged
 
-from .gold import GoldProblems, Span3, aligned_gold_spans, cells_above, gold_cells, preview
+from .decoding import cells_above
+from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
+from .nesting import Span3
 from ..ml.heads import band_mask
 from ..ml.loss import sparse_zlpr_loss, zlpr_loss
 from ..ml.models import predict_token_vectors

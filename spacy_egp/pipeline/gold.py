@@ -1,63 +1,23 @@
-"""Gold spans to band cells, and band cells back to spans.
+"""Gold spans and relations to band cells.
 
-One copy of the mapping between spans (token offsets, end exclusive) and the
-cells (t, w, label) of the score band (spacy_egp.ml.heads): used by the component
-(training and decoding) and by threshold tuning. Problems with gold spans are
+One copy of the mapping from spans (token offsets, end exclusive) to the
+cells (t, w, label) of the score band (spacy_egp.ml.heads), and from relations
+to the cells of the pair band: used by the components' losses and by threshold
+tuning (decoding, the way back, is spacy_egp.pipeline.decoding). Problems with gold spans are
 counted here too, with the same wording wherever they are met.
 """
 
 import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-Boundary = Tuple[int, int]
-Span3 = Tuple[int, int, str]  # (start token, end token exclusive, label)
-
-
-@dataclass
-class Nesting:
-    """How a set of distinct (start, end) boundaries (end exclusive) overlap.
-
-    nested_pairs: pairs (outer, inner) with inner inside outer;
-    inside: the boundaries that lie inside another; containing: those that
-    contain another; crossing_pairs: pairs that overlap without nesting.
-    """
-
-    nested_pairs: List[Tuple[Boundary, Boundary]] = field(default_factory=list)
-    inside: Set[Boundary] = field(default_factory=set)
-    containing: Set[Boundary] = field(default_factory=set)
-    crossing_pairs: List[Tuple[Boundary, Boundary]] = field(default_factory=list)
-
-    @property
-    def nested(self) -> Set[Boundary]:
-        """The boundaries that contain, or lie inside, another one."""
-        return self.inside | self.containing
-
-
-def nesting(boundaries: Iterable[Boundary]) -> Nesting:
-    """Classify every overlapping pair of the distinct boundaries (end exclusive)."""
-    spans = sorted(set(boundaries))
-    found = Nesting()
-    for i, (a_start, a_end) in enumerate(spans):
-        for b_start, b_end in spans[i + 1 :]:
-            if b_start >= a_end:
-                break
-            # sorted: a_start <= b_start < a_end
-            if b_end <= a_end or b_start == a_start:
-                outer, inner = ((a_start, a_end), (b_start, b_end)) if b_end <= a_end else ((b_start, b_end), (a_start, a_end))
-                found.nested_pairs.append((outer, inner))
-                found.inside.add(inner)
-                found.containing.add(outer)
-            else:
-                found.crossing_pairs.append(((a_start, a_end), (b_start, b_end)))
-    return found
-
+from .nesting import Span3, nesting
+from .relations import RelationOffsets, relation_offsets
 
 # --------------------------------------------------------------------------
 # Gold spans -> band cells
@@ -197,149 +157,8 @@ def _unknown_label_message(owner: str, eg: Example, start: int, end: int, label:
 
 
 # --------------------------------------------------------------------------
-# Band cells -> predicted spans
+# Relations (GPLinker): gold relations -> pair-band cells
 # --------------------------------------------------------------------------
-
-# Cells compared with the thresholds at once: bounds decoding's working memory
-# (a boolean and a few indices per cell) whatever the doc length.
-DECODE_CHUNK_CELLS = 1 << 21
-
-
-@dataclass
-class DecodedCells:
-    """The cells kept by `cells_above`, ordered by (token, width, label)."""
-
-    token: numpy.ndarray
-    width: numpy.ndarray
-    label: numpy.ndarray
-    logit: numpy.ndarray
-    capped_docs: List[int]  # docs that had more cells above threshold than their cap
-
-
-def cells_above(
-    band: numpy.ndarray, lengths: numpy.ndarray, thresholds: numpy.ndarray, caps: numpy.ndarray
-) -> DecodedCells:
-    """The cells of a (T, W, K) logit band above their label's threshold, at most caps[d] per doc.
-
-    thresholds (K,) logits (float64, so that a float32 logit is compared
-    exactly); a cell is kept when its logit is >= its label's threshold, the
-    only test of a cell. caps (n_docs,) ints: where a doc has more cells
-    above threshold than its cap, its highest-scoring cells are kept.
-    """
-    lengths = numpy.asarray(lengths, dtype="int64")
-    starts = numpy.cumsum(lengths) - lengths
-    row_cells = max(1, band.shape[1] * band.shape[2])
-    parts, capped = [], []
-    doc = 0
-    while doc < len(lengths):
-        # as many whole docs as fit in one chunk (at least one)
-        last = doc + 1
-        while last < len(lengths) and (starts[last] + lengths[last] - starts[doc]) * row_cells <= DECODE_CHUNK_CELLS:
-            last += 1
-        if last == doc + 1 and lengths[doc] * row_cells > DECODE_CHUNK_CELLS:
-            found, over = _long_doc_cells(band, starts[doc], lengths[doc], thresholds, int(caps[doc]))
-            capped.extend([doc] if over else [])
-        else:
-            found, over_docs = _docs_cells(band, starts, lengths, doc, last, thresholds, caps)
-            capped.extend(over_docs)
-        parts.append(found)
-        doc = last
-    token, width, label, logit = (numpy.concatenate([p[i] for p in parts]) if parts else _EMPTY[i] for i in range(4))
-    return DecodedCells(token, width, label, logit, capped)
-
-
-_EMPTY = (numpy.zeros(0, "int64"),) * 3 + (numpy.zeros(0, "float32"),)
-
-
-def _nonzero_cells(block: numpy.ndarray, thresholds: numpy.ndarray, first_token: int) -> Tuple[numpy.ndarray, ...]:
-    token, width, label = numpy.nonzero(block >= thresholds)
-    return token + first_token, width, label, block[token, width, label]
-
-
-def _keep_top(found: Tuple[numpy.ndarray, ...], where: numpy.ndarray, cap: int) -> numpy.ndarray:
-    """Indices (sorted) of the `cap` highest logits among found[where]."""
-    candidates = numpy.flatnonzero(where)
-    if len(candidates) <= cap:
-        return candidates
-    top = numpy.argpartition(-found[3][candidates], cap - 1)[:cap] if cap > 0 else []
-    return numpy.sort(candidates[top])
-
-
-def _docs_cells(band, starts, lengths, first, last, thresholds, caps) -> Tuple[Tuple[numpy.ndarray, ...], List[int]]:
-    """Cells of docs first..last-1 from one comparison over their rows."""
-    begin, end = starts[first], starts[last - 1] + lengths[last - 1]
-    found = _nonzero_cells(band[begin:end], thresholds, begin)
-    doc_of = numpy.searchsorted(starts[first:last], found[0], side="right") - 1 + first
-    counts = numpy.bincount(doc_of - first, minlength=last - first)
-    over = [first + int(i) for i in numpy.flatnonzero(counts > caps[first:last])]
-    if over:
-        keep = numpy.ones(len(found[0]), bool)
-        for doc in over:
-            keep[doc_of == doc] = False
-            keep[_keep_top(found, doc_of == doc, int(caps[doc]))] = True
-        found = tuple(array[keep] for array in found)
-    return found, over
-
-
-def _long_doc_cells(band, start, length, thresholds, cap) -> Tuple[Tuple[numpy.ndarray, ...], bool]:
-    """Cells of one long doc, its rows compared chunk by chunk; never more than 2 * cap kept at once."""
-    rows = max(1, DECODE_CHUNK_CELLS // max(1, band.shape[1] * band.shape[2]))
-    kept, n_kept, over = [], 0, False
-    for begin in range(start, start + length, rows):
-        found = _nonzero_cells(band[begin : min(begin + rows, start + length)], thresholds, begin)
-        kept.append(found)
-        n_kept += len(found[0])
-        if n_kept > 2 * cap:
-            kept, n_kept, over = [_top_of(kept, cap)], cap, True
-    if n_kept > cap:
-        kept, over = [_top_of(kept, cap)], True
-    return tuple(numpy.concatenate([k[i] for k in kept]) for i in range(4)), over
-
-
-def _top_of(kept: List[Tuple[numpy.ndarray, ...]], cap: int) -> Tuple[numpy.ndarray, ...]:
-    found = tuple(numpy.concatenate([k[i] for k in kept]) for i in range(4))
-    index = _keep_top(found, numpy.ones(len(found[0]), bool), cap)
-    return tuple(array[index] for array in found)
-
-
-# --------------------------------------------------------------------------
-# Relations (GPLinker): gold relations -> pair-band cells, and pair cells -> relations
-# --------------------------------------------------------------------------
-
-# doc.user_data key of a doc's relations, stored as plain tuples (RelationOffsets)
-# so that DocBin(store_user_data=True) and Doc.to_bytes keep them.
-RELATIONS_KEY = "spacy_egp.relations"
-
-
-class RelationOffsets(NamedTuple):
-    """One relation as stored in doc.user_data: token offsets (end exclusive) and labels."""
-
-    head_start: int
-    head_end: int
-    head_label: str
-    label: str
-    tail_start: int
-    tail_end: int
-    tail_label: str
-    score: Optional[float] = None  # None for gold relations
-
-    @property
-    def head(self) -> Span3:
-        return (self.head_start, self.head_end, self.head_label)
-
-    @property
-    def tail(self) -> Span3:
-        return (self.tail_start, self.tail_end, self.tail_label)
-
-
-def relation_offsets(doc: Doc) -> List[RelationOffsets]:
-    """The relations stored on a doc (none if it has none)."""
-    return [RelationOffsets(*record) for record in doc.user_data.get(RELATIONS_KEY, ())]
-
-
-def store_relation_offsets(doc: Doc, records: Iterable[RelationOffsets]) -> None:
-    """Store a doc's relations, replacing any; plain tuples, which msgpack round-trips."""
-    doc.user_data[RELATIONS_KEY] = [tuple(record) for record in records]
 
 
 def describe_relation(doc: Doc, record: RelationOffsets) -> str:
@@ -477,57 +296,3 @@ def _argument_not_entity_message(owner: str, doc: Doc, record: RelationOffsets, 
         f"an entity of doc.spans[{key!r}]. Every relation argument must be a gold span (with the "
         f"same label) under the component's spans_key."
     )
-
-
-def decode_relations(
-    entities: Sequence[Span3],
-    head_pairs: Dict[Tuple[int, int, int], float],
-    tail_pairs: Dict[Tuple[int, int, int], float],
-    *,
-    tails: Optional[Sequence[Span3]] = None,
-    entity_scores: Optional[Sequence[float]] = None,
-) -> List[Tuple[Span3, int, Span3, float]]:
-    """GPLinker's decoding rule: the relations (head entity, relation index, tail entity, score).
-
-    A relation r holds from entity s to entity o (two entities of different
-    boundaries) when both its head pair (r, s.start, o.start) and its tail pair
-    (r, s.end - 1, o.end - 1) are among the pairs kept (at or above threshold);
-    its score is the lower of the two pairs' probabilities. head_pairs and
-    tail_pairs map (relation index, first token, second token) to a probability.
-
-    An entity predicted with several types is ONE argument, of its
-    highest-scoring type (entity_scores, in the order of entities; without
-    them, the first label in sorted order): the pairs see boundaries only, so
-    each type would repeat the relation and all but one would count against
-    precision. tails: the candidate tail entities (entity roles: the objects),
-    default the entities themselves.
-    """
-    heads = _one_type_per_boundary(entities, entity_scores)
-    tails = heads if tails is None else _one_type_per_boundary(tails, None)
-    heads_by_start: Dict[int, List[Span3]] = {}
-    for entity in heads:
-        heads_by_start.setdefault(entity[0], []).append(entity)
-    tails_by_start: Dict[int, List[Span3]] = {}
-    for entity in tails:
-        tails_by_start.setdefault(entity[0], []).append(entity)
-    found = []
-    for (relation, first, second), head_score in head_pairs.items():
-        for head in heads_by_start.get(first, ()):
-            for tail in tails_by_start.get(second, ()):
-                tail_score = tail_pairs.get((relation, head[1] - 1, tail[1] - 1))
-                if tail_score is not None and head[:2] != tail[:2]:
-                    found.append((head, relation, tail, min(head_score, tail_score)))
-    return sorted(found)
-
-
-def _one_type_per_boundary(entities: Sequence[Span3], scores: Optional[Sequence[float]]) -> List[Span3]:
-    """One entity per (start, end): the highest-scoring label (ties and no scores: the first in sorted order)."""
-    best: Dict[Tuple[int, int], Tuple[float, Span3]] = {}
-    order = sorted(range(len(entities)), key=lambda i: entities[i])
-    for i in order:
-        entity = entities[i]
-        score = scores[i] if scores is not None else 0.0
-        kept = best.get(entity[:2])
-        if kept is None or score > kept[0]:
-            best[entity[:2]] = (score, entity)
-    return sorted(entity for _, entity in best.values())

@@ -19,9 +19,10 @@ With entity_roles, the entity head has the reference's two untyped channels
 (ROLE_LABELS: relation heads and relation tails), learned from the relation
 arguments only, for data whose entities carry no types.
 
-Relations live in doc.user_data as plain token offsets (spacy_egp.pipeline.gold.
-RelationOffsets), so Doc.to_bytes and DocBin(store_user_data=True) keep them,
-gold ones included; `doc._.relations` reads them as Relation records of Spans.
+Relations live in doc.user_data as plain token offsets (spacy_egp.pipeline.
+relations.RelationOffsets), so Doc.to_bytes and DocBin(store_user_data=True)
+keep them, gold ones included; `doc._.relations` reads them as Relation records
+of Spans.
 
 Scores and thresholds are probabilities, as in the efficient_globalpointer
 component: a relation's score is the lower of its two pairs' probabilities.
@@ -31,33 +32,23 @@ import copy
 import dataclasses
 import warnings
 from collections import defaultdict
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
 from spacy.scorer import PRFScore
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.training import Example, validate_get_examples
 from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Ragged
 
-from .gold import (
-    RELATIONS_KEY,
-    RelationOffsets,
-    Span3,
-    cells_above,
-    decode_relations,
-    gold_pair_cells,
-    pair_of_cells,
-    relation_offsets,
-    role_gold_spans,
-    store_relation_offsets,
-)
+from ..ml.gplinker_model import DEFAULT_MAX_PAIR_DISTANCE, GPLinkerScores
 from ..ml.heads import pair_mask
 from ..ml.loss import sparse_zlpr_loss
 from ..ml.models import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
+from .decoding import cells_above, decode_relations
 from .efficient_globalpointer import (
     DEFAULT_EGP_MODEL,
     DEFAULT_MAX_SPANS_PER_TOKEN,
@@ -69,7 +60,9 @@ from .efficient_globalpointer import (
     sigmoid,
     spans_score,
 )
-from ..ml.gplinker_model import DEFAULT_MAX_PAIR_DISTANCE, GPLinkerScores
+from .gold import gold_pair_cells, pair_of_cells, role_gold_spans
+from .nesting import Span3
+from .relations import RELATIONS_KEY, RelationOffsets, relation_offsets, store_relation_offsets
 
 # The efficient_globalpointer component's default tok2vec, with GPLinker's heads
 DEFAULT_GPLINKER_MODEL = Config(
@@ -91,53 +84,6 @@ RELATION_SCORE_WEIGHTS = {"relations_f": 1.0, "relations_p": 0.0, "relations_r":
 DEFAULT_MAX_PAIRS_PER_TOKEN = 4.0
 # The entity channels of entity_roles: the relations' heads (the reference's subjects) and tails (objects).
 ROLE_LABELS = ("HEAD", "TAIL")
-
-
-# --------------------------------------------------------------------------
-# doc._.relations
-# --------------------------------------------------------------------------
-
-
-class Relation(NamedTuple):
-    """A relation of doc._.relations: head entity, relation label, tail entity, score (None for gold)."""
-
-    head: Span
-    label: str
-    tail: Span
-    score: Optional[float] = None
-
-
-def get_relations(doc: Doc) -> List[Relation]:
-    """doc._.relations: the doc's relations, their arguments as labelled Spans."""
-    return [
-        Relation(
-            Span(doc, record.head_start, record.head_end, label=record.head_label),
-            record.label,
-            Span(doc, record.tail_start, record.tail_end, label=record.tail_label),
-            record.score,
-        )
-        for record in relation_offsets(doc)
-    ]
-
-
-def set_relations(doc: Doc, relations: Iterable[Tuple]) -> None:
-    """doc._.relations = [(head Span, label, tail Span[, score]), ...]: store them as token offsets."""
-    records = []
-    for relation in relations:
-        head, label, tail, score = (tuple(relation) + (None,))[:4]
-        for argument in (head, tail):
-            if not isinstance(argument, Span) or argument.doc is not doc:
-                raise ValueError(f"A relation's arguments must be Spans of this doc, got {argument!r} in {relation!r}.")
-        if not isinstance(label, str) or not label:
-            raise ValueError(f"A relation's label must be a non-empty string, got {label!r} in {relation!r}.")
-        records.append(
-            RelationOffsets(head.start, head.end, head.label_, label, tail.start, tail.end, tail.label_, score)
-        )
-    store_relation_offsets(doc, records)
-
-
-if not Doc.has_extension("relations"):
-    Doc.set_extension("relations", getter=get_relations, setter=set_relations)
 
 
 # --------------------------------------------------------------------------

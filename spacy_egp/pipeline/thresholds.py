@@ -58,9 +58,10 @@ from spacy.tokens import Doc
 from spacy.training import Example
 
 from ..data.datasets import file_sha256
-from .gold import RELATIONS_KEY, GoldProblems, gold_cells as gold_band_cells, role_gold_spans
 from .efficient_globalpointer import GlobalPointerPipe, probability_to_logit
+from .gold import GoldProblems, gold_cells as gold_band_cells, role_gold_spans
 from .gplinker import ROLE_LABELS, GPLinker, relation_key, relation_keys
+from .relations import RELATIONS_KEY
 
 # The factories whose components are tuned: both are GlobalPointerPipes (span thresholds); gplinker
 # also has relation thresholds.
