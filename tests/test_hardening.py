@@ -14,7 +14,7 @@ from spacy.training import Example
 from thinc.api import Model
 
 from conftest import nested_examples, train
-from spacy_egp.ml.models import encoder_context, predict_token_vectors
+from spacy_egp.ml.windowing import encoder_context, predict_token_vectors
 from spacy_egp.pipeline.efficient_globalpointer import EfficientGlobalPointer
 from test_component import SMALL_TOK2VEC, small_pipeline
 

@@ -38,7 +38,7 @@ from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
 from .nesting import Span3
 from ..ml.heads import band_mask
 from ..ml.loss import sparse_zlpr_loss, zlpr_loss
-from ..ml.models import predict_token_vectors
+from ..ml.windowing import predict_token_vectors
 
 DEFAULT_SPANS_KEY = "sc"
 # Enough for any nesting in the datasets here (at most ~0.5 gold spans per
