@@ -1,8 +1,8 @@
-"""`python -m spacy_egp.annotate`, kept working: the command itself is spacy_egp.data.annotate."""
+"""`python -m spacy_egp.annotate`, kept working: the command is spacy_egp.cli.annotate (also `spacy egp annotate`)."""
 
 import sys
 
-from .data.annotate import main
+from .cli.annotate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""`python -m spacy_egp.convert`, kept working: the command itself is spacy_egp.data.convert."""
+"""`python -m spacy_egp.convert`, kept working: the command is spacy_egp.cli.convert (also `spacy egp convert`)."""
 
 import sys
 
-from .data.convert import main
+from .cli.convert import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""`python -m spacy_egp.evaluate`, kept working: the command itself is spacy_egp.data.evaluate."""
+"""`python -m spacy_egp.evaluate`, kept working: the command is spacy_egp.cli.evaluate (also `spacy egp evaluate`)."""
 
 import sys
 
-from .data.evaluate import main
+from .cli.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

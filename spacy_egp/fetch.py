@@ -1,8 +1,8 @@
-"""`python -m spacy_egp.fetch`, kept working: the command itself is spacy_egp.data.fetch."""
+"""`python -m spacy_egp.fetch`, kept working: the command is spacy_egp.cli.fetch (also `spacy egp fetch`)."""
 
 import sys
 
-from .data.fetch import main
+from .cli.fetch import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""`python -m spacy_egp.tune`, kept working: the command itself is spacy_egp.pipeline.thresholds."""
+"""`python -m spacy_egp.tune`, kept working: the command is spacy_egp.cli.tune (also `spacy egp tune`)."""
 
 import sys
 
-from .pipeline.thresholds import main
+from .cli.tune import main
 
 if __name__ == "__main__":
     sys.exit(main())

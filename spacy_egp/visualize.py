@@ -1,8 +1,8 @@
-"""`python -m spacy_egp.visualize`, kept working: the command itself is spacy_egp.data.visualize."""
+"""`python -m spacy_egp.visualize`, kept working: the command is spacy_egp.cli.visualize (also `spacy egp visualize`)."""
 
 import sys
 
-from .data.visualize import main
+from .cli.visualize import main
 
 if __name__ == "__main__":
     sys.exit(main())

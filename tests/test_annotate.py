@@ -14,7 +14,8 @@ import spacy
 from spacy.tokens import Doc, Span
 
 from conftest import nested_examples, train
-from spacy_egp.data.annotate import AnnotateError, Settings, annotate, main, relation_records, spans_fields
+from spacy_egp.cli.annotate import main
+from spacy_egp.data.annotate import AnnotateError, Settings, annotate, relation_records, spans_fields
 from test_component import small_pipeline
 
 SETTINGS = Settings(max_chars=300, batch_size=8)

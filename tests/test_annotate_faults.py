@@ -18,7 +18,8 @@ import pytest
 import spacy
 
 from conftest import nested_examples
-from spacy_egp.data.annotate import AnnotateError, Settings, annotate, main
+from spacy_egp.cli.annotate import main
+from spacy_egp.data.annotate import AnnotateError, Settings, annotate
 from test_annotate import assert_same_annotations, read_jsonl
 from test_component import SMALL_TOK2VEC
 

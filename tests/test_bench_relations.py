@@ -15,7 +15,7 @@ from spacy_egp.benchmark import relations as bench
 from spacy_egp.benchmark.relations_baseline import SCALED_NER_FACTORY, RelationClassifier, candidate_pairs
 from spacy_egp.benchmark.relations_report import format_relations_table
 from spacy_egp.benchmark.report import START, END, write_report
-from spacy_egp.data.convert import main as convert_main
+from spacy_egp.cli.convert import main as convert_main
 from spacy_egp.pipeline.relations import relation_offsets
 from spacy_egp.pipeline.gplinker import relations_score
 

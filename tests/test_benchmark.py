@@ -98,7 +98,7 @@ def test_head_parameters_are_counted_on_built_heads_and_match_the_closed_forms()
 
 def test_tiny_comparison_end_to_end(shared_data, tmp_path):
     """Four pipelines trained for a few steps on 40 GENIA sentences; the report is generated from them."""
-    from spacy_egp.data.convert import main as convert
+    from spacy_egp.cli.convert import main as convert
 
     corpus = tmp_path / "corpus"
     assert convert(["dataset", "genia_small", str(shared_data), str(corpus), "--lang", "en", "--limit", "40"]) == 0

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional
 import pytest
 from spacy.util import load_config, registry
 
-from spacy_egp.data.convert import main as convert
+from spacy_egp.cli.convert import main as convert
 from spacy_egp.data.datasets import DATASETS, RELATION_DATASETS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ from spacy_egp.data.convert import (
     read_text,
 )
 
-from spacy_egp import fetch
+from spacy_egp.data import fetch
 from spacy_egp.data.datasets import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ from spacy.training import Example
 from thinc.api import NumpyOps
 from thinc.types import Ragged
 
-from spacy_egp.data.convert import ConversionError, bilou_spans, convert, main as convert_main
+from spacy_egp.cli.convert import main as convert_main
+from spacy_egp.data.convert import ConversionError, bilou_spans, convert
 from spacy_egp.ml.gplinker_model import GPLinkerScores
 from spacy_egp.ml.heads import build_pair_head, pair_band_width, pair_mask
 from spacy_egp.pipeline.decoding import decode_relations

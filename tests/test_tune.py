@@ -14,7 +14,8 @@ from thinc.types import Ragged
 
 from conftest import train
 from spacy_egp.data.convert import convert, write_docbin
-from spacy_egp.pipeline.thresholds import Candidates, LabelTuning, TuneError, main, micro_f1, tune_label, tune_thresholds
+from spacy_egp.cli.tune import main
+from spacy_egp.pipeline.thresholds import Candidates, LabelTuning, TuneError, micro_f1, tune_label, tune_thresholds
 from test_component import small_pipeline
 
 SpanKey = Tuple[int, int, int, str]  # (doc, start, end, label)

@@ -10,9 +10,10 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from conftest import train
-from spacy_egp.data.convert import main as convert_main
+from spacy_egp.cli.convert import main as convert_main
 from spacy_egp.pipeline.gplinker import relations_score
-from spacy_egp.pipeline.thresholds import LabelTuning, TuneError, main, tune_relation_thresholds, tune_thresholds
+from spacy_egp.cli.tune import main
+from spacy_egp.pipeline.thresholds import LabelTuning, TuneError, tune_relation_thresholds, tune_thresholds
 
 SMALL_TOK2VEC = {
     "@architectures": "spacy.HashEmbedCNN.v2", "width": 64, "depth": 2, "embed_size": 2000,

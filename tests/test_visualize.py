@@ -11,7 +11,8 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 
 from spacy_egp.pipeline.efficient_globalpointer import EfficientGlobalPointer
-from spacy_egp.data.visualize import MARK_COLOR, MISSED, PALETTE, SPURIOUS, label_colors, main, pick_docs
+from spacy_egp.cli.visualize import main
+from spacy_egp.data.visualize import MARK_COLOR, MISSED, PALETTE, SPURIOUS, label_colors, pick_docs
 
 # words, gold spans (start, end, label), predicted spans (start, end, label, probability)
 DOCS = [

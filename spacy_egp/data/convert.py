@@ -54,11 +54,9 @@ few examples). A malformed record stops it with exit status 1 and a message
 naming the file and line (and record number); no traceback.
 """
 
-import argparse
 import io
 import json
 import re
-import sys
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -736,78 +734,3 @@ def convert_dataset(name: str, data_dir: str, output_dir: str, *, spans_key: str
             output=output, scheme=dataset.scheme))
         results[split_name] = (docs, stats)
     return results
-
-
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m spacy_egp.convert",
-        description="Convert an NER dataset to a .spacy DocBin with the gold spans (nested kept) in "
-                    "doc.spans[KEY]. Second form: 'python -m spacy_egp.convert dataset NAME DATA_DIR "
-                    "OUTPUT_DIR' writes train/dev/test.spacy of a dataset of SPLITS.md.",
-    )
-    parser.add_argument("format", choices=FORMATS, help="input format")
-    parser.add_argument("input", help="input file, or ARCHIVE.zip:MEMBER for a member of a zip archive")
-    parser.add_argument("output", help="the .spacy file to write")
-    parser.add_argument("--lang", required=True, help="spaCy language of the blank pipeline (zh: one token per character)")
-    parser.add_argument("--spans-key", default="sc", help="key of doc.spans for the gold spans (default: sc)")
-    parser.add_argument("--select", default=None,
-                        help="keep records by number (from 0, file order): 'i %% 5 in 2,3,4', 'i %% 10 != 0', "
-                             "'i %% 10 == 0'; for bio the sentences are the records")
-    parser.add_argument("--limit", type=int, default=0, help="keep only the first N selected records (0 = all)")
-    parser.add_argument("--scheme", choices=SCHEMES, default="bio",
-                        help="bio: tagging scheme of a bio file (bio or iob1; decoding is the same, "
-                             "only the irregularities reported differ)")
-    parser.add_argument("--examples", type=int, default=5, help="how many misaligned spans to show")
-    return parser
-
-
-def _dataset_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m spacy_egp.convert dataset",
-        description="Write OUTPUT_DIR/{train,dev,test}.spacy of a dataset of ../shared/data/SPLITS.md.",
-    )
-    parser.add_argument("name", help=f"one of {', '.join({**DATASETS, **RELATION_DATASETS})} (genia-small = genia_small)")
-    parser.add_argument("data_dir", help="folder with the raw files: DATA_DIR/NAME/FILE or DATA_DIR/FOLDER/FILE "
-                                         "(the layout of ../shared/data)")
-    parser.add_argument("output_dir", help="folder for train.spacy, dev.spacy, test.spacy")
-    parser.add_argument("--spans-key", default="sc")
-    parser.add_argument("--limit", type=int, default=0, help="first N records of each split (0 = all)")
-    parser.add_argument("--lang", default=None, help="if given, must be the dataset's language (a check)")
-    parser.add_argument("--splits", default="train,dev,test", help="comma-separated subset of train,dev,test")
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv and argv[0] == "dataset":
-            args = _dataset_parser().parse_args(argv[1:])
-            splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-            bad = [s for s in splits if s not in ("train", "dev", "test")]
-            if bad:
-                raise ConversionError(f"unknown split(s) {', '.join(bad)}; choose from train, dev, test")
-            convert_dataset(args.name, args.data_dir, args.output_dir, spans_key=args.spans_key,
-                            limit=args.limit, lang=args.lang, splits=splits)
-            return 0
-        args = _parser().parse_args(argv)
-        docs, stats = convert(args.format, args.input, lang=args.lang, spans_key=args.spans_key,
-                              select=args.select, limit=args.limit, scheme=args.scheme, examples=args.examples)
-        output = write_docbin(docs, args.output)
-        print(format_report(stats, fmt=args.format, spans_key=args.spans_key, selection=args.select or "all",
-                            limit=args.limit, output=str(output), scheme=args.scheme))
-        return 0
-    except ConversionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # e.g. an output folder that cannot be written
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

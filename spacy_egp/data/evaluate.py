@@ -13,12 +13,10 @@ label's number of gold spans in DATA, in one table with the micro average, and
 a ``SPAN F1 = ...`` line. Nothing is evaluated again.
 """
 
-import argparse
 import io
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import srsly
 
@@ -97,25 +95,3 @@ def report(metrics_path: str, data_path: str, spans_key: str = "sc") -> str:
         f"SPAN F1 = {scores[f'{prefix}_f'] * 100:.2f}  (P {scores[f'{prefix}_p'] * 100:.2f}, "
         f"R {scores[f'{prefix}_r'] * 100:.2f}; {scores.get('speed', 0):.0f} words/s)",
     ])
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """The command line; RETURNS (int): the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m spacy_egp.evaluate",
-        description="Print a per-label P/R/F/gold table from the metrics JSON of `python -m spacy evaluate`.",
-    )
-    parser.add_argument("metrics", help="the JSON written by `python -m spacy evaluate MODEL DATA --output`")
-    parser.add_argument("data", help="the .spacy file that was evaluated (gold spans in doc.spans[KEY])")
-    parser.add_argument("--spans-key", default="sc")
-    args = parser.parse_args(argv)
-    try:
-        print(report(args.metrics, args.data, args.spans_key))
-    except (MetricsError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@
 Exit status 1 (with the reason) when the files are still missing afterwards.
 """
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -59,38 +58,33 @@ def download(project_dir: Path, dataset: str, dest: Path) -> None:
                 print(f"  {dest / name}: unpacked from {CLUENER_ZIP}")
 
 
-def main() -> int:
-    """The command line; RETURNS (int): the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", choices=sorted(DATASETS))
-    parser.add_argument("--shared-data", default="../shared/data",
-                        help="folder laid out like ../shared/data (used when it exists)")
-    parser.add_argument("--assets", default="assets", help="the project's assets folder")
-    parser.add_argument("--project-dir", default=".", help="the project folder (for weasel assets)")
-    args = parser.parse_args()
-    dataset = DATASETS[args.dataset]
+class FetchError(Exception):
+    """The dataset's files are still missing after copying or downloading."""
+
+
+def fetch(name: str, shared_data: Path, assets: Path, project_dir: Path) -> Path:
+    """Put the raw files of dataset NAME into ASSETS/NAME: copied from SHARED_DATA when it has them, else downloaded.
+
+    RETURNS (Path): the folder with the files. Raises FetchError when some are still missing.
+    """
+    dataset = DATASETS[name]
     files = dataset.files
-    dest = Path(args.assets) / dataset.name
-    source = Path(args.shared_data) / dataset.folder
-    print(f"fetch {args.dataset} -> {dest}")
-    if all((source / name).is_file() for name in files):
+    dest = assets / dataset.name
+    source = shared_data / dataset.folder
+    print(f"fetch {name} -> {dest}")
+    if all((source / file).is_file() for file in files):
         copy_from_shared(source, dest, files)
-    elif all((dest / name).is_file() for name in files):
+    elif all((dest / file).is_file() for file in files):
         print(f"  no {source}; the files are already in {dest}: nothing to download")
     else:
-        download(Path(args.project_dir), args.dataset, dest)
-    missing = [name for name in files if not (dest / name).is_file()]
+        download(project_dir, name, dest)
+    missing = [file for file in files if not (dest / file).is_file()]
     if missing:
-        print(f"error: missing in {dest}: {', '.join(missing)} (no {source} and the download did not "
-              f"provide them)", file=sys.stderr)
-        return 1
-    for name, expected in files.items():
-        if file_sha256(dest / name) != expected:
+        raise FetchError(f"missing in {dest}: {', '.join(missing)} (no {source} and the download did not "
+                         f"provide them)")
+    for file, expected in files.items():
+        if file_sha256(dest / file) != expected:
             # e.g. CLUENER unpacked from the official zip: the SOURCE.md sha256 is that of the
             # copies in ../shared/data; report a difference instead of failing.
-            print(f"  warning: {dest / name} differs from the copy described in SOURCE.md (sha256)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            print(f"  warning: {dest / file} differs from the copy described in SOURCE.md (sha256)")
+    return dest

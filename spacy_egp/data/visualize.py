@@ -20,9 +20,7 @@ counts the same way). Each label has one colour from a fixed palette, given in
 the order of the sorted labels, in both views.
 """
 
-import argparse
 import html
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -203,28 +201,3 @@ def render(model: str, data_path: str, output: str, *, spans_key: str = "sc", li
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page_html(gold_docs, predicted, spans_key, nlp.lang), encoding="utf-8")
     return path
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """The command line; RETURNS (int): the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m spacy_egp.visualize",
-        description="Write an HTML page of gold and predicted (nested) spans, with missed and spurious "
-                    "spans marked, displaCy span style.",
-    )
-    parser.add_argument("model", help="pipeline folder or installed package name")
-    parser.add_argument("data", help=".spacy file with gold spans")
-    parser.add_argument("output", help="HTML file to write")
-    parser.add_argument("--spans-key", default="sc")
-    parser.add_argument("--limit", type=int, default=8, help="number of docs (default 8)")
-    args = parser.parse_args(argv)
-    if not Path(args.data).exists():
-        print(f"error: data not found: {args.data}", file=sys.stderr)
-        return 1
-    path = render(args.model, args.data, args.output, spans_key=args.spans_key, limit=args.limit)
-    print(f"wrote {path} (up to {args.limit} docs, gold and predicted, doc.spans[{args.spans_key!r}])")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

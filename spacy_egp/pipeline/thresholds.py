@@ -43,7 +43,6 @@ and the test data are the same (CLUENER's test split *is* its dev set)::
 BEFORE.json and AFTER.json are metrics files of ``spacy evaluate MODEL DATA --output``.
 """
 
-import argparse
 import math
 import sys
 from collections import Counter
@@ -567,40 +566,24 @@ def format_table(results: Dict[str, LabelTuning], spans_key: str, title: Optiona
     return "\n".join(lines)
 
 
-def parse_grid(text: Optional[str]) -> Optional[List[float]]:
-    """Probabilities: '0.1:0.9:0.05' (start:stop:step, stop included) or '0.2,0.5'; None for the exact search."""
-    if not text:
-        return None
-    try:
-        if ":" in text:
-            start, stop, step = (float(part) for part in text.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError("step must be > 0 and stop >= start")
-            grid = [round(start + i * step, 6) for i in range(int(round((stop - start) / step)) + 1)]
-        else:
-            grid = sorted(float(part) for part in text.split(","))
-        if not all(0.0 <= value <= 1.0 for value in grid):
-            raise ValueError("thresholds are probabilities, between 0 and 1")
-        return grid
-    except ValueError as error:
-        raise TuneError(f"bad --grid {text!r} ({error}): write START:STOP:STEP or a comma-separated list, "
-                        "of probabilities: --grid=0.1:0.9:0.05") from None
+def tune_model(model: str, data: str, output: str, *, spans_key: Optional[str] = None,
+               component: Optional[str] = None, gpu_id: int = -1, grid: Optional[Sequence[float]] = None,
+               batch_size: int = 64) -> None:
+    """The tune command's work: load MODEL, tune on DATA (dev), print the tables, save to OUTPUT.
 
-
-def tune_model(args: argparse.Namespace) -> None:
-    """The CLI's work: load, tune on dev, print the table, save."""
-    if "test" in Path(args.data).name:
-        print(f"warning: {args.data} looks like a test split. Tune on dev data: thresholds tuned on test "
+    grid: probability thresholds to choose from; None for the exact search.
+    """
+    if "test" in Path(data).name:
+        print(f"warning: {data} looks like a test split. Tune on dev data: thresholds tuned on test "
               "make its scores optimistic.", file=sys.stderr)
-    grid = parse_grid(args.grid)
-    nlp = load_pipeline(args.model, args.gpu_id)
-    name, pipe = find_component(nlp, args.component)
-    spans_key = args.spans_key or pipe.key
-    examples = load_examples(nlp, args.data, spans_key, needs_spans=not _uses_roles(pipe))
+    nlp = load_pipeline(model, gpu_id)
+    name, pipe = find_component(nlp, component)
+    spans_key = spans_key or pipe.key
+    examples = load_examples(nlp, data, spans_key, needs_spans=not _uses_roles(pipe))
     report: Dict[str, LabelTuning] = {}
     tune_thresholds(nlp, examples, component=name, spans_key=spans_key, grid=grid,
-                    batch_size=args.batch_size, report=report)
-    print(f"{args.model} [{name}] tuned on {args.data} ({len(examples)} docs, "
+                    batch_size=batch_size, report=report)
+    print(f"{model} [{name}] tuned on {data} ({len(examples)} docs, "
           f"{'grid of ' + str(len(grid)) + ' thresholds' if grid else 'exact search'}):")
     print(format_table(report, spans_key))
     print(f"DEV F1 before {micro_f1(report.values(), False) * 100:.2f} -> after "
@@ -608,16 +591,16 @@ def tune_model(args: argparse.Namespace) -> None:
     saved = f"thresholds = {pipe.cfg['thresholds']}"
     if isinstance(pipe, GPLinker):
         relation_report: Dict[str, LabelTuning] = {}
-        tune_relation_thresholds(nlp, examples, component=name, grid=grid, batch_size=args.batch_size,
+        tune_relation_thresholds(nlp, examples, component=name, grid=grid, batch_size=batch_size,
                                  report=relation_report)
         print(format_table(relation_report, spans_key, "dev relation thresholds (probabilities) and strict "
                                                        "relation F1 (%), with the tuned entity thresholds:"))
         print(f"DEV relation F1 before {micro_f1(relation_report.values(), False) * 100:.2f} -> after "
               f"{micro_f1(relation_report.values(), True) * 100:.2f} (in-sample)")
         saved += f", relation_thresholds = {pipe.cfg['relation_thresholds']}"
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    nlp.to_disk(args.output)
-    print(f"saved to {args.output}: [components.{name}] {saved}")
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(output)
+    print(f"saved to {output}: [components.{name}] {saved}")
 
 
 def shared_texts(tuning_data: str, test_data: str) -> Tuple[int, int]:
@@ -644,69 +627,18 @@ def leakage_warning(tuning_data: str, test_data: str) -> Optional[str]:
     return None
 
 
-def compare(args: argparse.Namespace) -> None:
-    """Print test F1 before and after tuning, with a warning when tuning saw the test data."""
-    for path in (args.before, args.after, args.tuning_data, args.test_data):
+def compare(before: str, after: str, tuning_data: str, test_data: str, spans_key: str = "sc") -> None:
+    """Print test F1 before and after tuning (metrics files BEFORE, AFTER), with a warning when tuning saw the test data."""
+    for path in (before, after, tuning_data, test_data):
         if not Path(path).is_file():
             raise TuneError(f"not found: {path}. Run the project's evaluate-test and tune steps first.")
-    key = args.spans_key
-    scores = [srsly.read_json(path) for path in (args.before, args.after)]
+    key = spans_key
+    scores = [srsly.read_json(path) for path in (before, after)]
     if any(f"spans_{key}_f" not in s for s in scores):
-        raise TuneError(f"{args.before} or {args.after} has no spans_{key}_f: check --spans-key.")
-    (before, after) = (s[f"spans_{key}_f"] * 100 for s in scores)
-    print(f"TEST F1 before tuning {before:.2f} ({args.before})")
-    print(f"TEST F1 after tuning  {after:.2f} ({args.after}), {after - before:+.2f}")
-    warning = leakage_warning(args.tuning_data, args.test_data)
+        raise TuneError(f"{before} or {after} has no spans_{key}_f: check --spans-key.")
+    (before_f, after_f) = (s[f"spans_{key}_f"] * 100 for s in scores)
+    print(f"TEST F1 before tuning {before_f:.2f} ({before})")
+    print(f"TEST F1 after tuning  {after_f:.2f} ({after}), {after_f - before_f:+.2f}")
+    warning = leakage_warning(tuning_data, test_data)
     if warning:
         print(warning)
-
-
-def tune_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m spacy_egp.tune",
-        description="Tune an efficient_globalpointer's or gplinker's per-label thresholds (and a gplinker's "
-                    "per-relation-type thresholds) for the best F1 on dev data and save the pipeline with them. "
-                    "(`python -m spacy_egp.tune compare -h`: test F1 before/after.)",
-    )
-    parser.add_argument("model", help="pipeline folder or installed package, e.g. training/cluener/model-best")
-    parser.add_argument("data", help="DEV .spacy file with gold spans in doc.spans[KEY] (never the test split)")
-    parser.add_argument("--output", "-o", required=True, help="folder to save the tuned pipeline to")
-    parser.add_argument("--spans-key", default=None, help="key of the gold spans (default: the component's)")
-    parser.add_argument("--component", "-c", default=None,
-                        help=f"component name (default: the first of {' or '.join(FACTORIES)})")
-    parser.add_argument("--gpu-id", "-g", type=int, default=-1)
-    parser.add_argument("--grid", default=None,
-                        help="probability thresholds to choose from: --grid=START:STOP:STEP or --grid=0.2,0.35,0.5 "
-                             "(default: exact search over all candidate scores)")
-    parser.add_argument("--batch-size", type=int, default=64, help="docs per predict call")
-    return parser
-
-
-def compare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m spacy_egp.tune compare",
-        description="Print test F1 before and after threshold tuning; warn when the test data are the tuning data.",
-    )
-    parser.add_argument("before", help="metrics JSON of the untuned model on test (spacy evaluate --output)")
-    parser.add_argument("after", help="metrics JSON of the tuned model on test")
-    parser.add_argument("--tuning-data", required=True, help="the .spacy file the thresholds were tuned on")
-    parser.add_argument("--test-data", required=True, help="the .spacy file both metrics were computed on")
-    parser.add_argument("--spans-key", default="sc")
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        if argv[:1] == ["compare"]:
-            compare(compare_parser().parse_args(argv[1:]))
-        else:
-            tune_model(tune_parser().parse_args(argv))
-    except TuneError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
