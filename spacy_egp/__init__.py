@@ -12,7 +12,7 @@ from .pipeline.relations import register_extensions
 
 register_extensions()
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "EfficientGlobalPointer",

@@ -1,14 +1,16 @@
 """`spacy egp tune` (also `python -m spacy_egp.tune`): per-label thresholds tuned on dev data.
 
 The arguments only; the search is spacy_egp.pipeline.thresholds (`tune_thresholds`,
-`tune_relation_thresholds`; `tune_model` and `compare` are this command's two forms).
+`tune_relation_thresholds`, `tune_model` for the first form); the second form's
+before/after table is spacy_egp.data.evaluate.compare.
 """
 
 import argparse
 import sys
 from typing import List, Optional
 
-from ..pipeline.thresholds import FACTORIES, TuneError, compare, tune_model
+from ..data.evaluate import compare
+from ..pipeline.thresholds import FACTORIES, TuneError, tune_model
 from ._util import with_examples
 
 PROG = "python -m spacy_egp.tune"

@@ -20,6 +20,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import srsly
 
+from ..pipeline.thresholds import TuneError
+from .datasets import file_sha256
+
 
 class MetricsError(Exception):
     """Missing files or metrics without the spans key's scores."""
@@ -95,3 +98,49 @@ def report(metrics_path: str, data_path: str, spans_key: str = "sc") -> str:
         f"SPAN F1 = {scores[f'{prefix}_f'] * 100:.2f}  (P {scores[f'{prefix}_p'] * 100:.2f}, "
         f"R {scores[f'{prefix}_r'] * 100:.2f}; {scores.get('speed', 0):.0f} words/s)",
     ])
+
+
+# --------------------------------------------------------------------------
+# Test F1 before and after threshold tuning (`tune compare`)
+# --------------------------------------------------------------------------
+
+
+def shared_texts(tuning_data: str, test_data: str) -> Tuple[int, int]:
+    """(test docs whose text is also in the tuning data, test docs)."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    tuning = {doc.text for doc in DocBin().from_disk(tuning_data).get_docs(Vocab())}
+    texts = [doc.text for doc in DocBin().from_disk(test_data).get_docs(Vocab())]
+    return sum(text in tuning for text in texts), len(texts)
+
+
+def leakage_warning(tuning_data: str, test_data: str) -> Optional[str]:
+    """A warning when the test data are (partly) the data the thresholds were tuned on."""
+    if file_sha256(tuning_data) == file_sha256(test_data):
+        return (f"WARNING: the tuning data {tuning_data} and the test data {test_data} are the same "
+                f"(sha256 {file_sha256(test_data)[:16]}...): the thresholds were tuned on this test set, so the "
+                "'after' score is optimistic, not a held-out test score. (CLUENER's test split is its dev "
+                "set: SPLITS.md.)")
+    shared, total = shared_texts(tuning_data, test_data)
+    if shared:
+        return (f"WARNING: {shared} of the {total} test texts of {test_data} are also in the tuning data "
+                f"{tuning_data}: the 'after' score is partly in-sample.")
+    return None
+
+
+def compare(before: str, after: str, tuning_data: str, test_data: str, spans_key: str = "sc") -> None:
+    """Print test F1 before and after tuning (metrics files BEFORE, AFTER), with a warning when tuning saw the test data."""
+    for path in (before, after, tuning_data, test_data):
+        if not Path(path).is_file():
+            raise TuneError(f"not found: {path}. Run the project's evaluate-test and tune steps first.")
+    key = spans_key
+    scores = [srsly.read_json(path) for path in (before, after)]
+    if any(f"spans_{key}_f" not in s for s in scores):
+        raise TuneError(f"{before} or {after} has no spans_{key}_f: check --spans-key.")
+    (before_f, after_f) = (s[f"spans_{key}_f"] * 100 for s in scores)
+    print(f"TEST F1 before tuning {before_f:.2f} ({before})")
+    print(f"TEST F1 after tuning  {after_f:.2f} ({after}), {after_f - before_f:+.2f}")
+    warning = leakage_warning(tuning_data, test_data)
+    if warning:
+        print(warning)

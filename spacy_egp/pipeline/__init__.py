@@ -6,3 +6,27 @@ relations → band cells), decoding (band cells → spans and relations, with th
 cap), relations (the `doc._.relations` storage format), nesting (how spans
 overlap), thresholds (per-label thresholds tuned on dev data).
 """
+
+# The names `from spacy_egp.pipeline import …` gave when pipeline was one module (0.2.0), and the other component's.
+from .efficient_globalpointer import (
+    EfficientGlobalPointer,
+    GlobalPointerPipe,
+    make_efficient_globalpointer,
+    make_spans_scorer,
+    spans_score,
+)
+from .gplinker import GPLinker, make_gplinker, make_relations_scorer, relations_score
+from .relations import Relation
+
+__all__ = [
+    "EfficientGlobalPointer",
+    "GPLinker",
+    "GlobalPointerPipe",
+    "Relation",
+    "make_efficient_globalpointer",
+    "make_gplinker",
+    "make_relations_scorer",
+    "make_spans_scorer",
+    "relations_score",
+    "spans_score",
+]
