@@ -24,12 +24,12 @@ from spacy_egp.data.convert import (
     convert,
     convert_dataset,
     iter_bio_sentences,
-    main,
     nesting_counts,
     parse_select,
     read_text,
 )
 
+from spacy_egp.cli.convert import main
 from spacy_egp.data import fetch
 from spacy_egp.data.datasets import file_sha256
 
