@@ -101,7 +101,7 @@ def test_bigram(zh_template: Config, baseline: Config) -> None:
 
 def test_bigram_is_for_chinese_only() -> None:
     template = Config().from_disk(CONFIGS / "genia_small_cnn.cfg", interpolate=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"the bigram lever is for character-tokenized \(zh\) datasets"):
         build_config(template, "bigram", max_steps=STEPS, eval_frequency=EVAL)
 
 
@@ -115,7 +115,7 @@ def test_combined_is_the_union(zh_template: Config, baseline: Config) -> None:
                                             eval_frequency=EVAL))
     assert combined == {f"{MODEL}.span_prior": (None, 0.01), f"{TOK2VEC}.encode.window_size": (1, 2)}
     assert lever_names("combined:prior+window2") == ["prior", "window2"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unknown lever\(s\) \['nope'\]; known: \[.*'prior'.*\] or combined:a\+b"):
         lever_names("combined:prior+nope")
 
 
