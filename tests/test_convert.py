@@ -31,7 +31,7 @@ from spacy_egp.data.convert import (
 
 from spacy_egp.cli.convert import main
 from spacy_egp.data import fetch
-from spacy_egp.data.datasets import file_sha256
+from spacy_egp.data.datasets import RELATION_DATASETS, file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SPACY_EGP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -342,7 +342,15 @@ def test_one_dataset_table_for_fetch_and_convert():
         # fetch checks exactly the raw files the splits read
         assert {split.file.split(":")[0] for split in dataset.splits.values()} == set(dataset.files)
         assert set(dataset.splits) == {"train", "dev", "test"}
-        assert all(len(digest) == 64 and int(digest, 16) >= 0 for digest in dataset.files.values())
+
+
+def test_dataset_digests_are_the_sha256_of_the_files(data):
+    """Each recorded digest is hashlib's sha256 of the raw file on disk, and the one its SOURCE.md gives."""
+    for dataset in [*DATASETS.values(), *RELATION_DATASETS.values()]:
+        source = (data / dataset.folder / "SOURCE.md").read_text(encoding="utf8")
+        for name, digest in dataset.files.items():
+            assert digest == hashlib.sha256((data / dataset.folder / name).read_bytes()).hexdigest(), name
+            assert digest in source, f"{dataset.name}/{name}: digest not in SOURCE.md"
 
 
 def test_file_sha256_reads_in_blocks(tmp_path):
