@@ -8,6 +8,7 @@ import spacy
 from spacy.language import Language
 from spacy.ml.models.tok2vec import MultiHashEmbed
 from spacy.tokens import Doc
+from spacy.strings import hash_string
 from spacy.util import registry
 from thinc.api import Config, Model
 
@@ -38,11 +39,68 @@ def test_output_shapes(nlp: Language) -> None:
     assert all(numpy.isfinite(o).all() for o in outputs)
 
 
-def test_training_forward_and_backward(nlp: Language) -> None:
+def _tables(model: Model) -> List[Model]:
+    """The HashEmbed tables: the lexical attributes' (ATTRS order), then the left and right bigram's."""
+    return [node for node in model.walk() if node.name == "hashembed"]
+
+
+def _table_keys(docs: List[Doc], table_index: int) -> numpy.ndarray:
+    """The uint64 keys a table looks up for these docs: a token attribute, or a bigram of NORMs."""
+    if table_index < len(ATTRS):
+        return numpy.concatenate([doc.to_array([ATTRS[table_index]]) for doc in docs]).astype("uint64")
+    boundary = hash_string(BOUNDARY)
+    column = table_index - len(ATTRS)
+    return numpy.concatenate([bigram_keys(doc.to_array(["NORM"]), boundary)[:, column] for doc in docs])
+
+
+def _table_rows(table: Model, keys: numpy.ndarray) -> numpy.ndarray:
+    """(n, 4) rows of a HashEmbed table for n keys: thinc's murmurhash of each key with the table's seed, mod nV."""
+    return table.ops.hash(numpy.ascontiguousarray(keys), table.attrs["seed"]) % table.get_dim("nV")
+
+
+def test_training_gradients_reach_exactly_the_rows_of_the_docs_keys(nlp: Language) -> None:
+    """After one backward pass every table has a gradient on the rows its keys hash to, and nowhere else."""
     docs = [nlp("北京市长"), nlp("上海")]
     model = _embed(docs)
     outputs, backprop = model.begin_update(docs)
-    backprop([model.ops.alloc2f(*o.shape) + 1.0 for o in outputs])  # gradients reach the tables without error
+    rng = numpy.random.default_rng(0)
+    backprop([rng.normal(size=o.shape).astype("float32") for o in outputs])
+    tables = _tables(model)
+    assert [t.get_dim("nV") for t in tables] == ROWS + [300, 300]
+    for index, table in enumerate(tables):
+        rows = set(_table_rows(table, _table_keys(docs, index)).ravel().tolist())
+        touched = set(numpy.flatnonzero(numpy.abs(table.get_grad("E")).sum(axis=1)).tolist())
+        assert touched == rows, f"table {index}"
+
+
+def test_training_gradient_of_the_tables_matches_finite_differences(nlp: Language) -> None:
+    """The tables' gradient after one backward pass is the derivative of sum(outputs * d_outputs)."""
+    spacy.util.fix_random_seed(0)
+    docs = [nlp("北京市长"), nlp("上海")]
+    model = _embed(docs)
+    rng = numpy.random.default_rng(1)
+    d_outputs = [rng.normal(size=(len(doc), WIDTH)) for doc in docs]
+
+    def loss() -> float:
+        return sum(float((o.astype("float64") * d).sum()) for o, d in zip(model.predict(docs), d_outputs))
+
+    _, backprop = model.begin_update(docs)
+    backprop([d.astype("float32") for d in d_outputs])
+    eps = 1e-3  # small: a Maxout piece switching inside [x - eps, x + eps] would break the derivative
+    tables = _tables(model)
+    for index in (0, len(ATTRS), len(ATTRS) + 1):  # the NORM table and both bigram tables
+        table = tables[index]
+        E, grad = table.get_param("E"), table.get_grad("E").copy()
+        # a row of the first doc's first key and one of the second doc's last key, a few columns of each
+        rows = _table_rows(table, _table_keys(docs, index))[[0, -1], 0].tolist()
+        for row, column in [(row, column) for row in rows for column in (0, 7, 15)]:
+            original = float(E[row, column])
+            E[row, column] = original + eps
+            plus = loss()
+            E[row, column] = original - eps
+            minus = loss()
+            E[row, column] = original
+            assert grad[row, column] == pytest.approx((plus - minus) / (2 * eps), rel=5e-2, abs=1e-3)
 
 
 def test_bigram_keys_left_right_and_boundary() -> None:
