@@ -59,12 +59,31 @@ def trained_nested():
 
 
 def test_factory_is_found_through_entry_points_without_import():
+    """In a fresh interpreter that never imports spacy_egp, spaCy registers the factory from our entry point.
+
+    Language() loads the spacy_factories entry points; the one named
+    efficient_globalpointer must point at the function registered as the
+    factory. Chinese() rather than spacy.blank: spacy.blank also resolves
+    spacy.ConsoleLogger.v1, which loads every spacy_loggers entry point (ours
+    imports spacy_egp), and would register the factory without the
+    spacy_factories entry point.
+    """
     code = (
-        "import sys, spacy; nlp = spacy.blank('zh'); nlp.add_pipe('efficient_globalpointer');"
-        "assert 'spacy_egp' not in sys.modules or True; print(type(nlp.get_pipe('efficient_globalpointer')).__name__)"
+        "import sys\n"
+        "from importlib.metadata import entry_points\n"
+        "from spacy.lang.zh import Chinese\n"
+        "from spacy.util import registry\n"
+        "assert not [m for m in sys.modules if m.startswith('spacy_egp')], 'import spacy imported spacy_egp'\n"
+        "(point,) = [p for p in entry_points(group='spacy_factories') if p.name == 'efficient_globalpointer']\n"
+        "nlp = Chinese()\n"
+        "assert 'spacy_egp.benchmark.logger' not in sys.modules, 'imported through the loggers entry point'\n"
+        "assert registry.factories.get('efficient_globalpointer') is point.load()\n"
+        "print(point.value, type(nlp.add_pipe('efficient_globalpointer')).__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "EfficientGlobalPointer"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [
+        "spacy_egp.pipeline.efficient_globalpointer:make_efficient_globalpointer", "EfficientGlobalPointer"]
 
 
 def test_nested_spans_are_learned(trained_nested):
