@@ -1,11 +1,13 @@
 """Hostile input, long documents, bad gold, bad config, reload safety, determinism."""
 
 import pickle
+import sys
 import warnings
 
 import numpy
 import pytest
 import spacy
+import srsly
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -188,16 +190,35 @@ def test_truncated_or_corrupted_model_gives_a_clear_error(trained, tmp_path):
         spacy.load(tmp_path / "pipeline")
 
 
-def test_loading_executes_no_pickled_code(trained, tmp_path, monkeypatch):
-    trained.to_disk(tmp_path / "pipeline")
+def _refuse_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way to unpickle raise, including the copies other modules bound at import.
+
+    srsly.cloudpickle binds `loads, load = pickle.loads, pickle.load` when it
+    is imported, so patching the pickle module alone would not reach
+    srsly.pickle_loads (what spaCy code uses). Every loaded module's reference
+    to an unpickling function is replaced, plus srsly's wrapper and torch.load.
+    """
 
     def refuse(*args, **kwargs):
         raise AssertionError("unpickling during load")
 
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    unpicklers = {id(f) for f in (pickle.loads, pickle.load, pickle.Unpickler, pickle._loads, pickle._load,
+                                  pickle._Unpickler)}
+    for module in list(sys.modules.values()):
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if id(value) in unpicklers:
+                monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(srsly, "pickle_loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(AssertionError, match="unpickling during load"):
+        srsly.pickle_loads(srsly.pickle_dumps({"checked": True}))
+    with pytest.raises(AssertionError, match="unpickling during load"):
+        srsly.cloudpickle.loads(pickle.dumps(1))
+
+
+def test_loading_executes_no_pickled_code(trained, tmp_path, monkeypatch):
+    trained.to_disk(tmp_path / "pipeline")
+    _refuse_unpickling(monkeypatch)
     reloaded = spacy.load(tmp_path / "pipeline")
     text = "the big red dog"
     numpy.testing.assert_array_equal(
