@@ -19,7 +19,7 @@ from thinc.types import Ragged
 from spacy_egp.cli.convert import main as convert_main
 from spacy_egp.data.convert import ConversionError, bilou_spans, convert
 from spacy_egp.ml.gplinker_model import GPLinkerScores
-from spacy_egp.ml.heads import build_pair_head, pair_band_width, pair_mask
+from spacy_egp.ml.heads import build_egp_pair_head, build_pair_head, pair_band_width, pair_mask
 from spacy_egp.pipeline.decoding import decode_relations
 from spacy_egp.pipeline.gold import GoldProblems, gold_pair_cells, pair_cell, pair_of_cells
 from spacy_egp.pipeline.gplinker import relations_score
@@ -45,42 +45,96 @@ def make_example(nlp, words=WORDS, entities=ENTITIES, relations=RELATIONS, key="
 # --------------------------------------------------------------------------
 
 
-def _pair_head(head_size=4, max_pair_distance=3, n_channels=2, lengths=(6, 4), seed=0):
+POINTERS = {"egp": build_egp_pair_head, "gp": build_pair_head}
+
+
+def _pair_head(pointer="gp", head_size=4, max_pair_distance=3, n_channels=2, lengths=(6, 2, 4), seed=0,
+               span_prior=None):
     rng = numpy.random.default_rng(seed)
     X = Ragged(rng.normal(size=(sum(lengths), 5)).astype("float32"), OPS.asarray1i(list(lengths)))
-    head = build_pair_head(head_size, max_pair_distance, nO=n_channels)
+    head = POINTERS[pointer](head_size, max_pair_distance, nO=n_channels, span_prior=span_prior)
     head.initialize(X=X)
     return head, X
 
 
-def test_pair_scores_match_numpy_reference():
-    head, X = _pair_head()
-    scores = head.predict(X).dataXd
+def _linear(layer, x):
+    """A thinc Linear layer applied to one vector, in float64: W x + b."""
+    return layer.get_param("W").astype("float64") @ x + layer.get_param("b").astype("float64")
+
+
+def _reference_pair_score(head, x_i, x_j, channel):
+    """GPLinker's pair score of the ordered token pair (i, j), written from the published formulas.
+
+    No RoPE, no tril mask: (i, j) and (j, i) are different pairs.
+    EGP pointer (bert4keras EfficientGlobalPointer, RoPE=False, tril_mask=False): p = [q; k] = Dense(x),
+        s_c(i, j) = q_i . k_j / sqrt(d) + (w1_c . p_i + b1_c + w2_c . p_j + b2_c) / 2,
+        w1_c, b1_c row c and w2_c, b2_c row C + c of the label term's Dense.
+    GP pointer: [q_c; k_c] = Dense_c(x), s_c(i, j) = q_c,i . k_c,j / sqrt(d) (+ bias_c with a span prior).
+    """
     d = head.attrs["head_size"]
-    W, b = head.get_ref("projection").get_param("W"), head.get_ref("projection").get_param("b")
-    P = (X.data.astype("float64") @ W.T + b).reshape(len(X.data), 2, 2 * d)
-    width = pair_band_width(X.lengths, 3)
-    assert scores.shape == (10, 2 * width, 2)
-    expected_valid, offset = 0, 0
-    for length in X.lengths.tolist():
+    projection = head.get_ref("projection")
+    if head.has_ref("label_term"):
+        p_i, p_j = _linear(projection, x_i), _linear(projection, x_j)
+        label_term = head.get_ref("label_term")
+        n_channels = head.get_dim("nO")
+        first, second = _linear(label_term, p_i)[channel], _linear(label_term, p_j)[n_channels + channel]
+        return float(p_i[:d] @ p_j[d:]) / math.sqrt(d) + (first + second) / 2
+    p_i = _linear(projection, x_i)[channel * 2 * d:(channel + 1) * 2 * d]
+    p_j = _linear(projection, x_j)[channel * 2 * d:(channel + 1) * 2 * d]
+    bias = float(head.get_param("b")[channel]) if head.has_param("b") else 0.0
+    return float(p_i[:d] @ p_j[d:]) / math.sqrt(d) + bias
+
+
+def _reference_pair_band(head, X, max_pair_distance):
+    """The pair band by a loop over each doc's ordered token pairs, in the documented layout.
+
+    W = min(max_pair_distance + 1, longest doc); pair (i, j), j >= i, is cell (i, j - i); pair (i, j),
+    j < i, is cell (j, W + i - j); every other cell (other docs, beyond the window, column W) is -inf.
+    """
+    lengths = [int(n) for n in X.lengths]
+    width = min(max_pair_distance + 1, max(lengths))
+    n_channels = head.get_dim("nO")
+    band = numpy.full((len(X.data), 2 * width, n_channels), -numpy.inf)
+    data = X.data.astype("float64")
+    start = 0
+    for length in lengths:
         for i in range(length):
             for j in range(length):
-                cell = pair_cell(i, j, width)
-                if abs(i - j) > 3:
-                    assert cell is None
+                if abs(i - j) > max_pair_distance:
                     continue
-                expected_valid += 1
-                for c in range(2):
-                    want = P[offset + i, c, :d] @ P[offset + j, c, d:] / math.sqrt(d)
-                    assert scores[offset + cell[0], cell[1], c] == pytest.approx(want, rel=1e-4, abs=1e-5)
-        offset += length
-    # every other cell is -inf (outside its doc, the window, or the repeated diagonal)
-    assert int(numpy.isfinite(scores[:, :, 0]).sum()) == expected_valid
-    assert numpy.array_equal(numpy.isfinite(scores[:, :, 0]), pair_mask(OPS, X.lengths, width))
+                row, column = (start + i, j - i) if j >= i else (start + j, width + i - j)
+                for channel in range(n_channels):
+                    band[row, column, channel] = _reference_pair_score(head, data[start + i], data[start + j], channel)
+        start += length
+    return band
 
 
-def test_pair_gradient_matches_finite_differences():
-    head, X = _pair_head(seed=1)
+@pytest.mark.parametrize("pointer,span_prior", [("egp", None), ("egp", 0.05), ("gp", None), ("gp", 0.05)])
+def test_pair_scores_match_a_loop_over_token_pairs(pointer, span_prior):
+    head, X = _pair_head(pointer, span_prior=span_prior)
+    expected = _reference_pair_band(head, X, max_pair_distance=3)
+    scores = head.predict(X).dataXd
+    assert scores.shape == expected.shape == (12, 8, 2)
+    # -inf exactly where the reference has no pair, the formula's value everywhere else
+    assert numpy.array_equal(numpy.isfinite(scores), numpy.isfinite(expected))
+    numpy.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    # the channels, and the two orders of a pair, are different scores (no tril mask, no sharing)
+    assert not numpy.allclose(scores[0, 1, 0], scores[0, 4 + 1, 0])
+    assert not numpy.allclose(scores[..., 0][numpy.isfinite(expected[..., 0])],
+                              scores[..., 1][numpy.isfinite(expected[..., 1])])
+    assert numpy.array_equal(pair_mask(OPS, X.lengths, 4), numpy.isfinite(expected[:, :, 0]))
+    assert pair_band_width(X.lengths, 3) == 4 and pair_band_width(OPS.asarray1i([2, 3]), 3) == 3
+    for i in range(6):
+        for j in range(6):
+            cell = pair_cell(i, j, 4)
+            assert (cell is None) == (abs(i - j) > 3)
+            if cell is not None:
+                assert numpy.isfinite(scores[cell[0], cell[1], 0])
+
+
+@pytest.mark.parametrize("pointer", ["egp", "gp"])
+def test_pair_gradient_matches_finite_differences(pointer):
+    head, X = _pair_head(pointer, seed=1, span_prior=0.05)
     weights = numpy.random.default_rng(2).normal(size=head.predict(X).dataXd.shape)
 
     def loss(data):
@@ -91,7 +145,7 @@ def test_pair_gradient_matches_finite_differences():
     d_scores = numpy.where(numpy.isfinite(scores.dataXd), weights, 0.0).astype("float32")
     dX = backprop(Ragged(d_scores, X.lengths)).data
     eps = 1e-2
-    for t, k in [(0, 0), (3, 2), (5, 4), (6, 1), (9, 3)]:
+    for t, k in [(0, 0), (3, 2), (5, 4), (6, 1), (7, 3), (11, 3)]:
         plus, minus = X.data.astype("float64").copy(), X.data.astype("float64").copy()
         plus[t, k] += eps
         minus[t, k] -= eps
@@ -378,5 +432,10 @@ def test_empty_docs_and_docs_without_entities(conll04_fit):
     assert [doc._.relations for doc in docs] == [[], [], []]
     assert [len(doc.spans["sc"]) for doc in docs] == [0, 0, 0]
     assert nlp("")._.relations == []
-    assert isinstance(nlp("John Smith works for Acme Corp in Paris .")._.relations, list)
+    doc = nlp("John Smith works for Acme Corp in Paris .")
+    entities = {(span.start, span.end, span.label_) for span in doc.spans["sc"]}
+    # a relation links two of the doc's predicted entities, never an entity with itself
+    for relation in doc._.relations:
+        assert {(arg.start, arg.end, arg.label_) for arg in (relation.head, relation.tail)} <= entities
+        assert (relation.head.start, relation.head.end) != (relation.tail.start, relation.tail.end)
     assert Relation._fields == ("head", "label", "tail", "score")
