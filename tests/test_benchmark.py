@@ -46,6 +46,11 @@ def test_every_pipeline_gets_the_same_tok2vec_seed_and_budget():
 def test_generated_configs_build_a_pipeline(name):
     nlp = spacy.util.load_model_from_config(configs()[name], auto_fill=True, validate=True)
     assert nlp.pipe_names == [configs()[name]["nlp"]["pipeline"][-1]]
+    # model-best is picked on the F of what the component writes: its spans_key, or doc.ents for ner
+    component = nlp.config["components"][nlp.pipe_names[0]]
+    main = "ents_f" if name == "ner" else f"spans_{component['spans_key']}_f"
+    weighted = {key for key, weight in nlp.config["training"]["score_weights"].items() if weight}
+    assert weighted == {main}
 
 
 def test_a_transformer_schedule_in_numbers_ends_at_the_benchmark_budget():

@@ -4,12 +4,17 @@ import pickle
 import subprocess
 import sys
 import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 import numpy
 import pytest
 import spacy
-from spacy.tokens import Doc, Span
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
+from spacy.training.initialize import init_nlp
+from thinc.api import Config
 
 from conftest import nested_examples, train
 
@@ -159,16 +164,57 @@ def test_label_data_round_trips_through_init_labels(tmp_path):
     assert fresh.get_pipe("efficient_globalpointer").labels == tuple(label_data)
 
 
-def test_score_weights_and_scorer_follow_spans_key():
+def test_default_score_weights_are_declared_by_the_factory_for_sc():
+    """As spaCy's spancat: fixed weights for doc.spans["sc"], in the factory's meta and so in nlp.config."""
+    weights = {"spans_sc_f": 1.0, "spans_sc_p": 0.0, "spans_sc_r": 0.0}
+    nlp = small_pipeline()  # registers the factory (through the entry points)
+    assert Language.get_factory_meta("efficient_globalpointer").default_score_weights == weights
+    nlp.initialize(lambda: nested_examples(nlp, 5))
+    assert nlp.get_pipe_meta("efficient_globalpointer").default_score_weights == weights
+    assert nlp.config["training"]["score_weights"] == weights
+
+
+def _mentions_config(tmp_path: Path, score_weights: Optional[Dict[str, Optional[float]]] = None) -> Config:
+    """A training config whose component and corpus use spans_key "mentions"."""
     nlp = small_pipeline(spans_key="mentions")
-    examples = nested_examples(nlp, 20)
-    for eg in examples:
-        eg.reference.spans["mentions"] = eg.reference.spans.pop("sc")
-    nlp.initialize(lambda: examples)
-    weights = nlp.config["training"]["score_weights"]
-    assert weights["spans_mentions_f"] == 1.0 and "spans_sc_f" not in weights
-    scores = nlp.evaluate(examples)
-    assert {"spans_mentions_p", "spans_mentions_r", "spans_mentions_f", "spans_mentions_per_type"} <= set(scores)
+    docs = [eg.reference for eg in nested_examples(nlp, 20)]
+    for doc in docs:
+        doc.spans["mentions"] = doc.spans.pop("sc")
+    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    config = nlp.config.copy()
+    config["paths"]["train"] = config["paths"]["dev"] = str(tmp_path / "train.spacy")
+    if score_weights is not None:
+        config["training"]["score_weights"] = score_weights
+    return config
+
+
+def _init_nlp_warnings(config: Config) -> Tuple[Language, List[str]]:
+    """init_nlp (what `spacy train` runs before training) and the score-weight warnings it gives."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp = init_nlp(config)
+    return nlp, [str(w.message) for w in caught if "score_weights" in str(w.message)]
+
+
+def test_another_spans_key_without_score_weights_warns_with_the_fix(tmp_path):
+    nlp, messages = _init_nlp_warnings(_mentions_config(tmp_path))
+    assert len(messages) == 1
+    assert "spans_key is 'mentions'" in messages[0] and "no spans_mentions_f" in messages[0]
+    assert "[training.score_weights]\nspans_mentions_f = 1.0\nspans_mentions_p = 0.0" in messages[0]
+    assert "spans_sc_f = null" in messages[0]
+    # what spacy train would then select on: the default key's F, which this component never reports
+    assert "spans_mentions_f" not in nlp.config["training"]["score_weights"]
+    scores = nlp.evaluate([Example(doc.copy(), doc) for doc in DocBin().from_disk(tmp_path / "train.spacy")
+                           .get_docs(nlp.vocab)])
+    assert "spans_sc_f" not in scores and {"spans_mentions_p", "spans_mentions_r", "spans_mentions_f"} <= set(scores)
+
+
+def test_another_spans_key_with_the_suggested_score_weights(tmp_path):
+    weights = {"spans_mentions_f": 1.0, "spans_mentions_p": 0.0, "spans_mentions_r": 0.0,
+               "spans_sc_f": None, "spans_sc_p": None, "spans_sc_r": None}
+    nlp, messages = _init_nlp_warnings(_mentions_config(tmp_path, weights))
+    assert messages == []
+    assert nlp.config["training"]["score_weights"] == weights
 
 
 def test_misaligned_gold_spans_are_counted_and_warned_once():

@@ -43,6 +43,8 @@ from spacy.util import load_config, registry
 
 from spacy_egp.cli.convert import main as convert
 from spacy_egp.data.datasets import DATASETS, RELATION_DATASETS
+from spacy_egp.pipeline.efficient_globalpointer import DEFAULT_SPANS_KEY, score_weights_for
+from spacy_egp.pipeline.gplinker import relation_score_weights
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((REPO / "configs").glob("*.cfg"))
@@ -214,6 +216,21 @@ def test_spacy_train_a_few_steps(config: Path, runs):
     steps = [int(row[1]) for row in rows]
     assert steps == [0, TRAIN_STEPS], _failure(config.name, "train", result)
     assert all(math.isfinite(float(value)) for row in rows for value in row[2:]), output
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_score_weights_name_each_components_spans_key(config: Path):
+    """[training.score_weights] selects on the key each of our components writes (spancat's convention:
+    the factories' defaults name "sc", so a config is only right on its own if it says so)."""
+    loaded = load_config(config, interpolate=False)
+    weights = loaded["training"]["score_weights"]
+    ours = {name: block for name, block in loaded["components"].items()
+            if block.get("factory") in ("efficient_globalpointer", "gplinker")}
+    assert ours, f"{config.name}: no efficient_globalpointer or gplinker component"
+    for block in ours.values():
+        key = block.get("spans_key", DEFAULT_SPANS_KEY)
+        wanted = relation_score_weights(key) if block["factory"] == "gplinker" else score_weights_for(key)
+        assert {name: weights.get(name) for name in wanted} == wanted, config.name
 
 
 # The learning-rate schedule of the CNN configs (spacy_egp.warmup_linear.v1): issue 24's cause and fix.

@@ -18,6 +18,7 @@ from thinc.api import NumpyOps, fix_random_seed
 
 from spacy_egp.pipeline.decoding import cells_above
 from spacy_egp.ml.heads import band_mask
+from spacy_egp.ml.util import doc_starts, sigmoid
 from spacy_egp.pipeline.efficient_globalpointer import probability_to_logit
 from test_component import SMALL_TOK2VEC, small_pipeline
 
@@ -127,6 +128,23 @@ def test_probability_to_logit_edges():
     low = probability_to_logit(0.0)
     assert numpy.isfinite(low) and -numpy.inf < low  # keeps every cell of a doc, never the -inf padding
     assert probability_to_logit(0.01) == pytest.approx(math.log(0.01 / 0.99))
+
+
+def test_sigmoid_inverts_probability_to_logit_without_overflow():
+    logits = numpy.asarray([-numpy.inf, -1000.0, -3.0, 0.0, 3.0, 1000.0, numpy.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings at the extremes
+        probabilities = sigmoid(logits, dtype="float64")
+    assert probabilities.tolist() == pytest.approx([0.0, 0.0, 1 / (1 + math.e**3), 0.5, 1 / (1 + math.e**-3), 1.0, 1.0])
+    assert sigmoid(logits).dtype == numpy.float32
+    for p in (1e-6, 0.01, 0.3, 0.5, 0.9, 0.999):
+        assert float(sigmoid(probability_to_logit(p), dtype="float64")) == pytest.approx(p, rel=1e-12)
+
+
+def test_doc_starts_of_a_batch():
+    assert doc_starts(numpy, [3, 0, 2, 4]).tolist() == [0, 3, 3, 5]
+    assert doc_starts(numpy, []).tolist() == []
+    assert doc_starts(numpy, numpy.asarray([2, 1], dtype="int32")).dtype == numpy.int64
 
 
 def test_untrained_pipe_predicts_almost_nothing_with_the_span_prior():

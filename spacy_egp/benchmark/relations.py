@@ -43,6 +43,7 @@ from spacy.tokens import Doc, DocBin
 from thinc.api import Config
 
 from ..data.datasets import file_sha256
+from ..pipeline.gplinker import RELATION_SCORE_WEIGHTS
 from .compare import machine_description, single_threaded_env
 from .pipelines import _ner, flat_ents
 
@@ -55,7 +56,6 @@ BASELINE_RELATIONS = "relation_classifier"
 BASELINE_HIDDEN_WIDTH = 128
 SPANS_KEY = "sc"
 SPLITS = ("train", "dev", "test")
-SCORE_WEIGHTS = {"relations_f": 1.0, "relations_p": 0.0, "relations_r": 0.0}
 
 
 # --------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def _to_baseline(config: Config) -> None:
     }
     config["nlp"]["pipeline"] = pipeline + ["ner", BASELINE_RELATIONS]
     config["initialize"]["components"] = {}
-    config["training"]["score_weights"] = dict(SCORE_WEIGHTS, ents_f=0.0)
+    config["training"]["score_weights"] = dict(RELATION_SCORE_WEIGHTS, ents_f=0.0)
 
 
 def _interpolated_components(config: Config) -> Dict[str, Any]:

@@ -40,7 +40,9 @@ from spacy.vocab import Vocab
 from thinc.api import Linear, Model, Optimizer, Relu, chain, reduce_mean, set_dropout_rate
 from thinc.types import Floats2d, Ints2d, Ragged
 
+from ..ml.util import doc_starts
 from ..pipeline.efficient_globalpointer import finish_update_after_tok2vec
+from ..pipeline.gplinker import RELATION_SCORE_WEIGHTS
 from ..pipeline.relations import RelationOffsets, relation_offsets, store_relation_offsets
 
 FACTORY = "bench_relation_classifier"
@@ -113,7 +115,7 @@ def _pair_vectors_forward(
     tokens = ops.flatten(tokvecs) if tokvecs else ops.alloc2f(0, 0)
     width = tokens.shape[1]
     # Every pair contributes two segments, head then tail, so that consecutive pooled rows concatenate.
-    starts = numpy.cumsum([0] + doc_lengths[:-1])
+    starts = doc_starts(numpy, doc_lengths)
     segments = [
         (offset + start, offset + end)
         for offset, doc_pairs in zip(starts, pairs)
@@ -195,7 +197,7 @@ def gold_relation_labels(reference: Doc) -> Dict[CharKey, set]:
         "head_lr_scale": 1.0,
         "scorer": {"@scorers": "spacy_egp.relations_scorer.v1"},
     },
-    default_score_weights={"relations_f": 1.0, "relations_p": 0.0, "relations_r": 0.0},
+    default_score_weights=RELATION_SCORE_WEIGHTS,
 )
 def make_relation_classifier(
     nlp: Language,

@@ -39,11 +39,12 @@ Parameter counts (token vectors of width D, head size d, K labels):
     GP:  K * (D * 2d + 2d)                    i.e. 2Dd + 2d per label
 """
 
-import math
 from typing import Callable, List, Optional, Tuple
 
 from thinc.api import Linear, Model, Ops
 from thinc.types import Floats2d, Floats3d, Ints1d, Ragged
+
+from .util import doc_starts, probability_to_logit
 
 ROPE_BASE = 10000.0
 
@@ -72,7 +73,7 @@ def band_mask(ops: Ops, lengths: Ints1d, width: int):
     """Boolean array (T, W): True where span (t, t + w) lies inside t's doc."""
     lengths = ops.asarray1i(lengths)
     total = int(lengths.sum())
-    doc_ends = ops.xp.repeat(ops.xp.cumsum(lengths), lengths)
+    doc_ends = ops.xp.repeat(doc_starts(ops.xp, lengths) + lengths, lengths)
     remaining = doc_ends - ops.xp.arange(total)
     return ops.xp.arange(width)[None, :] < remaining[:, None]
 
@@ -80,8 +81,7 @@ def band_mask(ops: Ops, lengths: Ints1d, width: int):
 def positions_in_doc(ops: Ops, lengths: Ints1d) -> Ints1d:
     """Each token's position within its own doc, counting from 0."""
     lengths = ops.asarray1i(lengths)
-    doc_starts = ops.xp.cumsum(lengths) - lengths
-    return ops.xp.arange(int(lengths.sum())) - ops.xp.repeat(doc_starts, lengths)
+    return ops.xp.arange(int(lengths.sum())) - ops.xp.repeat(doc_starts(ops.xp, lengths), lengths)
 
 
 def rope_angles(ops: Ops, lengths: Ints1d, head_size: int) -> Tuple[Floats2d, Floats2d]:
@@ -301,7 +301,7 @@ def _init_span_prior(model: Model, X: Optional[Ragged]) -> None:
         if spread > 1.0:
             for name in ("W", "b"):
                 model.get_ref("projection").get_param(name)[...] /= spread**0.5
-    model.get_ref("label_term").get_param("b")[...] = math.log(prior) - math.log1p(-prior)
+    model.get_ref("label_term").get_param("b")[...] = probability_to_logit(prior)
 
 
 def egp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
@@ -504,7 +504,7 @@ def init_pair_head(model: Model, X: Optional[Ragged] = None, Y: Optional[Ragged]
         return
     if X is not None and len(X.data):
         _scale_pair_projection(model, X)
-    logit = math.log(prior) - math.log1p(-prior)
+    logit = probability_to_logit(prior)
     if model.has_ref("label_term"):
         model.get_ref("label_term").get_param("b")[...] = logit
     else:

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy
 
+from ..ml.util import doc_starts
 from .nesting import Span3
 
 # Cells compared with the thresholds at once: bounds decoding's working memory
@@ -39,7 +40,7 @@ def cells_above(
     above threshold than its cap, its highest-scoring cells are kept.
     """
     lengths = numpy.asarray(lengths, dtype="int64")
-    starts = numpy.cumsum(lengths) - lengths
+    starts = doc_starts(numpy, lengths)
     row_cells = max(1, band.shape[1] * band.shape[2])
     parts, capped = [], []
     doc = 0

@@ -13,7 +13,6 @@ Scores and thresholds are probabilities, as in spaCy's spancat and span_finder:
 predicted span's logit, never below its label's threshold.
 """
 
-import dataclasses
 import math
 import warnings
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
 from .nesting import Span3
 from ..ml.heads import band_mask
 from ..ml.loss import sparse_zlpr_loss, zlpr_loss
+from ..ml.util import doc_starts, probability_to_logit, sigmoid  # noqa: F401  (re-exported)
 from ..ml.windowing import predict_token_vectors
 
 DEFAULT_SPANS_KEY = "sc"
@@ -107,6 +107,27 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
     return {f"spans_{spans_key}_f": 1.0, f"spans_{spans_key}_p": 0.0, f"spans_{spans_key}_r": 0.0}
 
 
+def score_weights_warning(name: str, spans_key: str, weights: Dict[str, float], configured: Dict[str, Any]) -> str:
+    """What to say when [training.score_weights] lacks the weighted scores of a component's spans_key.
+
+    name (str): The component's name.
+    spans_key (str): Its spans_key.
+    weights (Dict[str, float]): The score weights it needs for that key.
+    configured (Dict[str, Any]): The pipeline's [training.score_weights].
+    RETURNS (str): The message, with the config block that fixes it.
+    """
+    missing = [key for key, weight in weights.items() if weight and key not in configured]
+    default_keys = [key for key in score_weights_for(DEFAULT_SPANS_KEY) if key in configured]
+    lines = [f"{key} = {weight}" for key, weight in weights.items()] + [f"{key} = null" for key in default_keys]
+    return (
+        f"[{name}] spans_key is {spans_key!r}, but [training.score_weights] has no {', '.join(missing)}: the "
+        f"component's default score weights name doc.spans[{DEFAULT_SPANS_KEY!r}] (as spaCy's spancat's), so "
+        f"`spacy train` would leave this component out of the score that picks model-best (alone in the "
+        f"pipeline: every checkpoint scores 0 and model-best is just the latest). Add to the config:\n\n"
+        f"[training.score_weights]\n" + "\n".join(lines)
+    )
+
+
 @Language.factory(
     "efficient_globalpointer",
     assigns=["doc.spans", "doc.ents"],
@@ -122,9 +143,9 @@ def score_weights_for(spans_key: str) -> Dict[str, float]:
         "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.spans_scorer.v1"},
     },
-    # Left empty on purpose: the weights must name the configured spans_key
-    # (spaCy's spancat hard-codes "sc", spaCy#13090); `initialize` sets them.
-    default_score_weights={},
+    # Fixed for the default key, as spaCy's spancat: a config with another
+    # spans_key sets [training.score_weights] (initialize warns when it does not).
+    default_score_weights=score_weights_for(DEFAULT_SPANS_KEY),
 )
 def make_efficient_globalpointer(
     nlp: Language,
@@ -191,26 +212,6 @@ def _check_legacy_max_span_length(name: str, value: Any, model: Model) -> None:
             f'@architectures = "spacy_egp.EfficientGlobalPointer.v2" (or GlobalPointer.v2), '
             f"and remove it from [components.{name}]."
         )
-
-
-def probability_to_logit(probability: float) -> float:
-    """The logit of a probability threshold, in float64: 0 -> the lowest finite float, 1 -> inf.
-
-    A cell is kept when its (float32) logit is >= this: exactly when the
-    sigmoid of the logit is at least the probability, so the reported float32
-    score is never below float32(probability). The lowest finite float for 0
-    keeps every cell of a doc but never the -inf cells outside docs.
-    """
-    if probability <= 0:
-        return -numpy.finfo("float64").max
-    if probability >= 1:
-        return numpy.inf
-    return math.log(probability) - math.log1p(-probability)
-
-
-def sigmoid(logits: numpy.ndarray) -> numpy.ndarray:
-    """float32 probabilities of logits, computed in float64 (no overflow warnings)."""
-    return (0.5 * (1.0 + numpy.tanh(numpy.asarray(logits, dtype="float64") / 2))).astype("float32")
 
 
 def flat_selection(spans: List[Span], scores: numpy.ndarray) -> List[Span]:
@@ -441,17 +442,17 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         if cells.capped_docs:
             self._warn_capped(docs, cells.capped_docs)
         probabilities = sigmoid(cells.logit)
-        doc_starts = numpy.cumsum(lengths) - lengths
-        bounds = numpy.searchsorted(cells.token, doc_starts[1:].tolist() + [int(lengths.sum())], side="left")
+        starts = doc_starts(numpy, lengths)
+        bounds = numpy.searchsorted(cells.token, starts[1:].tolist() + [int(lengths.sum())], side="left")
         bounds = [0] + bounds.tolist()
         labels = self.labels
         for i, doc in enumerate(docs):
             found = slice(bounds[i], bounds[i + 1])
-            starts = (cells.token[found] - doc_starts[i]).tolist()
-            ends = (cells.token[found] - doc_starts[i] + cells.width[found] + 1).tolist()
+            span_starts = (cells.token[found] - starts[i]).tolist()
+            span_ends = (cells.token[found] - starts[i] + cells.width[found] + 1).tolist()
             spans = [
                 Span(doc, start, end, label=labels[label_i])
-                for start, end, label_i in zip(starts, ends, cells.label[found].tolist())
+                for start, end, label_i in zip(span_starts, span_ends, cells.label[found].tolist())
             ]
             doc.spans[self.key] = SpanGroup(
                 doc, name=self.key, spans=spans, attrs={"scores": probabilities[found]}
@@ -557,7 +558,7 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         docs = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=docs if any(len(doc) for doc in docs) else None)
         if nlp is not None:
-            self._set_score_weights(nlp)
+            self._check_score_weights(nlp)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerPipe":
         """Load the component from bytes; damaged data give one clear error."""
@@ -569,14 +570,17 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         with _clear_load_errors(self.name, str(path)):
             return super().from_disk(path, exclude=exclude)
 
-    def _set_score_weights(self, nlp: Language) -> None:
-        # spaCy keeps one score-weight table per factory; ours must name the
-        # configured spans_key, so the pipe's own meta is replaced here.
-        weights = score_weights_for(self.key)
-        meta = nlp.get_pipe_meta(self.name)
-        nlp._pipe_meta[self.name] = dataclasses.replace(
-            meta, default_score_weights=weights, scores=list(weights)
-        )
+    def score_weights(self) -> Dict[str, float]:
+        """The score weights for this component's spans_key (the factory's default_score_weights for "sc")."""
+        return score_weights_for(self.key)
+
+    def _check_score_weights(self, nlp: Language) -> None:
+        # spaCy scores a checkpoint 0 when no weighted score is reported (it
+        # drops the missing keys); with another spans_key than the default, say so.
+        configured = nlp.config["training"]["score_weights"]
+        weights = self.score_weights()
+        if any(weight and key not in configured for key, weight in weights.items()):
+            warnings.warn(score_weights_warning(self.name, self.key, weights, configured))
 
 
 class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):

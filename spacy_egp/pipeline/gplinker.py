@@ -29,7 +29,6 @@ component: a relation's score is the lower of its two pairs' probabilities.
 """
 
 import copy
-import dataclasses
 import warnings
 from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -47,6 +46,7 @@ from thinc.types import Ragged
 from ..ml.gplinker_model import DEFAULT_MAX_PAIR_DISTANCE, GPLinkerScores
 from ..ml.heads import pair_mask
 from ..ml.loss import sparse_zlpr_loss
+from ..ml.util import doc_starts
 from ..ml.models import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
 from .decoding import cells_above, decode_relations
 from .efficient_globalpointer import (
@@ -89,6 +89,14 @@ ROLE_LABELS = ("HEAD", "TAIL")
 # --------------------------------------------------------------------------
 # Scorer
 # --------------------------------------------------------------------------
+
+
+def relation_score_weights(spans_key: str) -> Dict[str, float]:
+    """The score weights of a gplinker whose entities go to doc.spans[spans_key].
+
+    The relation F selects the model; the entity F is shown beside it (weight 0).
+    """
+    return RELATION_SCORE_WEIGHTS | {f"spans_{spans_key}_f": 0.0}
 
 
 def relation_key(doc: Doc, record: RelationOffsets, typed: bool = True) -> Tuple:
@@ -187,7 +195,8 @@ def make_relations_scorer() -> Callable[..., Dict[str, Any]]:
         "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.relations_scorer.v1"},
     },
-    default_score_weights=RELATION_SCORE_WEIGHTS,
+    # Fixed for the default key, as spaCy's spancat (see efficient_globalpointer)
+    default_score_weights=relation_score_weights(DEFAULT_SPANS_KEY),
 )
 def make_gplinker(
     nlp: Language,
@@ -408,7 +417,7 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
         lengths = ops.to_numpy(pair_scores.lengths)
         band = ops.to_numpy(pair_scores.dataXd)
         pairs: List[Tuple[Dict, Dict]] = [({}, {}) for _ in lengths]
-        doc_starts = numpy.cumsum(lengths) - lengths
+        starts = doc_starts(numpy, lengths)
         all_cells = lengths * band.shape[1] * max(1, n_relations)
         caps = self.pair_caps(lengths, band.shape[1] * max(1, n_relations)) if capped else all_cells
         for pointer in (0, 1):
@@ -417,12 +426,12 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
             if cells.capped_docs:
                 self._warn_pairs_capped(cells.capped_docs, lengths)
             first, second = pair_of_cells(cells.token, cells.width, band.shape[1] // 2)
-            doc_of = numpy.searchsorted(doc_starts, cells.token, side="right") - 1
+            doc_of = numpy.searchsorted(starts, cells.token, side="right") - 1
             for doc, a, b, relation, probability in zip(
                 doc_of.tolist(), first.tolist(), second.tolist(), cells.label.tolist(),
                 (cells.logit if logits else sigmoid(cells.logit)).tolist(),
             ):
-                start = int(doc_starts[doc])
+                start = int(starts[doc])
                 pairs[doc][pointer][(relation, a - start, b - start)] = probability
         return pairs
 
@@ -510,8 +519,6 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
         self.model.get_ref("pair_head").set_dim("nO", 2 * len(self.relation_labels))
         super().initialize(get_examples, nlp=nlp, labels=labels)
 
-    def _set_score_weights(self, nlp: Language) -> None:
-        # the relation F selects the model; the entity figures are shown beside it
-        weights = RELATION_SCORE_WEIGHTS | {f"spans_{self.key}_f": 0.0}
-        meta = nlp.get_pipe_meta(self.name)
-        nlp._pipe_meta[self.name] = dataclasses.replace(meta, default_score_weights=weights, scores=list(weights))
+    def score_weights(self) -> Dict[str, float]:
+        """The score weights for this component's spans_key (the factory's default_score_weights for "sc")."""
+        return relation_score_weights(self.key)

@@ -43,7 +43,6 @@ and the test data are the same (CLUENER's test split *is* its dev set)::
 BEFORE.json and AFTER.json are metrics files of ``spacy evaluate MODEL DATA --output``.
 """
 
-import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -55,7 +54,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .efficient_globalpointer import GlobalPointerPipe, probability_to_logit
+from ..ml.util import probability_to_logit, sigmoid
+from .efficient_globalpointer import GlobalPointerPipe
 from .gold import GoldProblems, gold_cells as gold_band_cells, role_gold_spans
 from .gplinker import ROLE_LABELS, GPLinker, relation_key, relation_keys
 from .relations import RELATIONS_KEY
@@ -307,9 +307,7 @@ def as_probabilities(result: LabelTuning, known: Dict[float, float]) -> LabelTun
 
 def logit_to_probability(logit: float) -> float:
     """The sigmoid in float64, so that the component maps it back to (almost exactly) this logit."""
-    if logit >= 0:
-        return 1.0 / (1.0 + math.exp(-logit))
-    return math.exp(logit) / (1.0 + math.exp(logit))
+    return float(sigmoid(logit, dtype="float64"))
 
 
 def search_floor(pipe: GlobalPointerPipe, grid: Optional[Sequence[float]], floor: Optional[float],
