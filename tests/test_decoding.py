@@ -14,7 +14,7 @@ from spacy.training import Example
 
 import spacy_egp.pipeline.decoding as decoding
 from conftest import nested_examples, train
-from thinc.api import NumpyOps, fix_random_seed
+from thinc.api import Model, NumpyOps, fix_random_seed
 
 from spacy_egp.pipeline.decoding import cells_above
 from spacy_egp.ml.heads import band_mask
@@ -188,6 +188,26 @@ def test_predict_and_update_score_the_same_band(trained):
     updated, _ = pipe.model.begin_update(docs)  # dropout is 0 outside nlp.update
     numpy.testing.assert_allclose(updated.dataXd, predicted.dataXd, rtol=1e-5, atol=1e-5)
     numpy.testing.assert_array_equal(updated.lengths, predicted.lengths)
+
+
+def test_predict_runs_the_model_itself(trained, monkeypatch):
+    """The pipe predicts through model.predict, so a layer a builder adds is never bypassed."""
+    nlp, examples = trained
+    pipe = nlp.get_pipe(PIPE)
+    docs = [eg.predicted for eg in examples[:3]]
+    calls = []
+    model_predict = Model.predict  # Model has __slots__: spy on the class, count calls on this model
+
+    def spy(model, batch):
+        if model is pipe.model:
+            calls.append(len(batch))
+        return model_predict(model, batch)
+
+    monkeypatch.setattr(Model, "predict", spy)
+    band = pipe.predict(docs)
+    assert calls == [3] and band.dataXd.shape[0] == sum(len(doc) for doc in docs)
+    with pytest.raises(ValueError, match="no gradient"):
+        pipe.model(docs, is_train=False)[1](band)
 
 
 def test_spacy_find_threshold_sweeps_below_one_half(trained, tmp_path):

@@ -6,14 +6,16 @@ counts. The label count K (dim "nO" of the ref "head") is left unset here and
 inferred when the component initializes, as spaCy's spancat does.
 """
 
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, chain, list2ragged
+from thinc.layers.chain import forward as chain_forward
 from thinc.types import Floats2d, Ragged
 
 from .heads import build_egp_head, build_gp_head
+from .windowing import predict_token_vectors
 
 DEFAULT_MAX_SPAN_LENGTH = 128
 # An untrained head gives every cell about this probability (see span_prior).
@@ -48,12 +50,36 @@ def _with_tok2vec(
     tok2vec: Model[List[Doc], List[Floats2d]], head: Model, context: Optional[Model] = None
 ) -> Model[List[Doc], Ragged]:
     layers = [tok2vec] + ([context] if context is not None else []) + [list2ragged(), head]
-    model = chain(*layers)
+    # Thinc's chain, with a prediction of its own (_score_forward); the same nodes in the same
+    # order, so pipelines saved with a plain chain load unchanged
+    chained = chain(*layers)
+    model = Model(chained.name, _score_forward, init=chained.init, layers=layers, dims={"nO": None, "nI": None})
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("head", head)
     if context is not None:
         model.set_ref("context", context)
     return model
+
+
+def _score_forward(model: Model[List[Doc], Any], docs: List[Doc], is_train: bool) -> Tuple[Any, Callable]:
+    """Training: Thinc's chain. Prediction: the layers one by one, each with `predict`.
+
+    A chain keeps every layer's intermediate arrays until it returns; predicting
+    layer by layer frees the tok2vec's before the (larger) band is built, and
+    encodes long docs in windows (predict_token_vectors).
+    """
+    if is_train:
+        return chain_forward(model, docs, is_train)
+    vectors = predict_token_vectors(model.get_ref("tok2vec"), docs)
+    if model.has_ref("context"):
+        vectors = model.get_ref("context").predict(vectors)
+    lengths = model.ops.asarray1i([len(doc) for doc in docs])
+    scores = model.get_ref("head").predict(Ragged(model.ops.flatten(vectors), lengths))
+
+    def backprop(d_scores: Any) -> List[Doc]:
+        raise ValueError("The span scorer was run for prediction (is_train=False): there is no gradient to pass back.")
+
+    return scores, backprop
 
 
 @registry.architectures("spacy_egp.EfficientGlobalPointer.v2")

@@ -38,7 +38,6 @@ from .nesting import Span3
 from ..ml.heads import band_mask
 from ..ml.loss import sparse_zlpr_loss, zlpr_loss
 from ..ml.util import doc_starts, probability_to_logit, sigmoid  # noqa: F401  (re-exported)
-from ..ml.windowing import predict_token_vectors
 
 DEFAULT_SPANS_KEY = "sc"
 # Enough for any nesting in the datasets here (at most ~0.5 gold spans per
@@ -417,13 +416,7 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         """The model's output for the docs, as predict returns it."""
         if not any(len(doc) for doc in docs):
             return self._empty_scores(self.model.ops.asarray1i([len(doc) for doc in docs]))
-        # tok2vec and heads run one after the other (not as one chain) so that the
-        # tok2vec's intermediate arrays are freed before the band is built
-        vectors = predict_token_vectors(self.model.get_ref("tok2vec"), docs)
-        if self.model.has_ref("context"):
-            vectors = self.model.get_ref("context").predict(vectors)
-        lengths = self.model.ops.asarray1i([len(doc) for doc in docs])
-        return self.model.get_ref("head").predict(Ragged(self.model.ops.flatten(vectors), lengths))
+        return self.model.predict(docs)
 
     def _empty_span_band(self, lengths: numpy.ndarray) -> Ragged:
         return Ragged(self.model.ops.alloc3f(0, 0, len(self.labels)), lengths)
