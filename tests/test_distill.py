@@ -9,6 +9,7 @@ learns from a teacher the spans its gold lacks.
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -19,7 +20,7 @@ from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.training import Example
 from thinc.types import Ragged
 
-from conftest import nested_examples, train
+from conftest import train
 from test_component import small_pipeline
 from spacy_egp.cli.distill import main as distill_main
 from spacy_egp.cli.teach import main as teach_main
@@ -338,7 +339,6 @@ def test_bad_teacher_probabilities_are_errors(scores, message):
         doc.spans[KEY] = SpanGroup(doc, name=KEY, spans=[Span(doc, 1, 3, "ANIMAL"), Span(doc, 5, 6, "ANIMAL")],
                                    attrs={} if scores is None else {"scores": numpy.asarray(scores, "float32")})
 
-    import re
     assert re.search(message, loss_error(edit))
 
 
