@@ -31,7 +31,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 
 from ..pipeline.decoding import cells_above
-from ..pipeline.efficient_globalpointer import GlobalPointerPipe, probability_to_logit, sigmoid
+from ..ml.util import doc_starts, probability_to_logit, sigmoid
+from ..pipeline.efficient_globalpointer import GlobalPointerPipe
 
 DEFAULT_TEACHER_KEY = "egp_teacher"
 DEFAULT_FLOOR = 0.05
@@ -132,7 +133,7 @@ def score_docs(nlp: Language, pipe: GlobalPointerPipe, docs: List[Doc], *, floor
     summary.capped_docs += len(cells.capped_docs)
     probabilities = sigmoid(cells.logit)
     doc_of = numpy.searchsorted(numpy.cumsum(lengths), cells.token, side="right")
-    starts = numpy.cumsum(lengths) - lengths
+    starts = doc_starts(numpy, lengths)
     for i, (doc, teacher_doc) in enumerate(zip(docs, scored)):
         found = numpy.flatnonzero(doc_of == i)
         start = cells.token[found] - starts[i]
