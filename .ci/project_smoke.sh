@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end smoke run of project.yml on a small slice, outside the repository:
 #   fetch -> convert -> train -> evaluate -> package (workflow `all`) and visualize, in a temporary
-#   copy of the project; then the built wheel is installed into a fresh virtual environment
+#   copy of the project; distillation with the trained model as teacher (teach-unlabelled on 100
+#   texts the training slice lacks, then workflow `distill`: teach -> train-student ->
+#   evaluate-student); then the built wheel is installed into a fresh virtual environment
 #   (torch, then this repository's package without test extras, then the wheel) and loaded.
 #
 #   bash .ci/project_smoke.sh
@@ -63,6 +65,34 @@ test -s "$P/visualize/$DATASET.html"
   "$P/metrics/$DATASET.json"
 WHEEL="$(ls "$P"/packages/"${LANG_CODE}_egp_${DATASET}"-*/dist/*.whl)"
 echo "wheel: $WHEEL"
+
+step "distillation: the smoke model teaches the train slice and 100 unlabelled texts; a student trains on both"
+# Unlabelled text: the records after the slice (JSON lines with a "text" field, CLUENER's format); other
+# datasets: the test split as a DocBin, its gold dropped by `teach --unlabelled`.
+if [ "$DATASET" = cluener ]; then
+  UNLABELLED="assets/unlabelled.jsonl"
+  sed -n "$((MAX_DOCS + 1)),$((MAX_DOCS + 100))p" "$P/assets/cluener/train.json" > "$P/$UNLABELLED"
+else
+  UNLABELLED="corpus/$DATASET/test.spacy"
+fi
+"$PYTHON" -m weasel run teach-unlabelled "$P" "${VARS[@]}" --vars.unlabelled "$UNLABELLED"
+"$PYTHON" -m weasel run distill "$P" "${VARS[@]}"
+test -s "$P/metrics/$DATASET-student.json"
+"$PYTHON" - "$P/corpus/$DATASET/teacher" <<'PY'
+import sys
+from pathlib import Path
+import spacy
+from spacy.tokens import DocBin
+vocab = spacy.blank("xx").vocab
+for name, labelled in (("train.spacy", True), ("unlabelled.spacy", False)):
+    path = Path(sys.argv[1]) / name
+    docs = list(DocBin().from_disk(path).get_docs(vocab))
+    groups = [doc.spans["egp_teacher"] for doc in docs]
+    assert all(len(g.attrs["scores"]) == len(g) and min(g.attrs["scores"], default=1) >= 0.05 for g in groups)
+    assert all(("sc" in doc.spans) == labelled for doc in docs), name
+    cells = sum(map(len, groups))
+    print(f"teacher {name}: {len(docs)} docs, {cells / len(docs):.1f} cells and {path.stat().st_size / len(docs):.0f} bytes per doc")
+PY
 
 step "fresh virtual environment: torch==$TORCH_VERSION, the project's package, the wheel"
 # Created from the base interpreter (a venv of a venv is not nested), without system site-packages.

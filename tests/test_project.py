@@ -42,6 +42,7 @@ def test_project_workflow_smoke(tmp_path):
     assert proc.returncode == 0, f"project smoke run failed (exit {proc.returncode}):\n{output[-6000:]}"
     assert "SMOKE OK" in proc.stdout
     assert "Skipping 'train': nothing changed" in proc.stdout
+    assert "teacher unlabelled.spacy: 100 docs" in proc.stdout  # the distillation workflow ran
     assert "SPAN F1 =" in proc.stdout and "micro avg" in proc.stdout
     assert _listing() == before, "the smoke run wrote into the repository's project folders"
 

@@ -14,4 +14,6 @@ COMMANDS = {
     "tune": "Tune per-label (and per-relation-type) thresholds on dev data and save the pipeline with them.",
     "visualize": "HTML page of gold and predicted (nested) spans, displaCy span style.",
     "annotate": "Annotate a JSONL or Parquet corpus, locally or on Ray Data.",
+    "teach": "Score a corpus with a teacher: its spans above a floor probability, stored on the docs of a DocBin.",
+    "distill": "Teach, then train a student config on a mix of gold and teacher targets.",
 }

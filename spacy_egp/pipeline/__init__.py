@@ -2,7 +2,7 @@
 
 efficient_globalpointer (the component, `GlobalPointerPipe`, the spans scorer),
 gplinker (the relation component and its scorer), gold (gold spans and
-relations → band cells), decoding (band cells → spans and relations, with the
+relations → band cells), distill (soft targets: a teacher's spans and label smoothing), decoding (band cells → spans and relations, with the
 cap), relations (the `doc._.relations` storage format), nesting (how spans
 overlap), thresholds (per-label thresholds tuned on dev data).
 """

@@ -5,7 +5,9 @@ The model (spacy_egp.ml.models) maps a batch of docs to a band of span logits
 `set_annotations` keeps every cell whose probability is at least its label's
 threshold (compared once, as logits), at most `max_spans_per_token` per token
 of a doc; `get_loss` maps the reference spans to band cells (spacy_egp.pipeline.gold)
-and applies ZLPR (spacy_egp.ml.loss).
+and applies ZLPR (spacy_egp.ml.loss). With `distill_key` (a teacher's scored spans
+on the reference docs) or `label_smoothing` it applies the soft-label ZLPR to
+the targets of spacy_egp.pipeline.distill instead; both are off by default.
 
 Scores and thresholds are probabilities, as in spaCy's spancat and span_finder:
 `threshold` (default 0.5, the reference's logit 0) and the per-label
@@ -33,10 +35,11 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d, Ragged
 
 from .decoding import cells_above
+from .distill import check_distill_settings, soft_targets
 from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
 from .nesting import Span3
 from ..ml.heads import band_mask
-from ..ml.loss import sparse_zlpr_loss, zlpr_loss
+from ..ml.loss import soft_zlpr_loss, sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
 from ..ml.util import doc_starts, probability_to_logit, sigmoid  # noqa: F401  (re-exported)
 
 DEFAULT_SPANS_KEY = "sc"
@@ -141,6 +144,9 @@ def score_weights_warning(name: str, spans_key: str, weights: Dict[str, float], 
         "sparse_loss": False,
         "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.spans_scorer.v1"},
+        "distill_key": None,
+        "distill_weight": 0.5,
+        "label_smoothing": 0.0,
     },
     # Fixed for the default key, as spaCy's spancat: a config with another
     # spans_key sets [training.score_weights] (initialize warns when it does not).
@@ -159,6 +165,9 @@ def make_efficient_globalpointer(
     sparse_loss: bool,
     ents_mode: bool,
     scorer: Optional[Callable],
+    distill_key: Optional[str],
+    distill_weight: float,
+    label_smoothing: float,
 ) -> "EfficientGlobalPointer":
     """Create an efficient_globalpointer component (see EfficientGlobalPointer).
 
@@ -178,6 +187,9 @@ def make_efficient_globalpointer(
         sparse_loss=sparse_loss,
         ents_mode=ents_mode,
         scorer=scorer,
+        distill_key=distill_key,
+        distill_weight=distill_weight,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -535,7 +547,8 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         """
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         if labels is None:
-            labels = {span.label_ for eg in get_examples() for span in eg.reference.spans.get(self.key, [])}
+            labels = {span.label_ for eg in get_examples() for key in self._label_keys()
+                      for span in eg.reference.spans.get(key, [])}
         for label in sorted(labels):
             self.add_label(label)
         if not self.labels:
@@ -552,6 +565,10 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         self.model.initialize(X=docs if any(len(doc) for doc in docs) else None)
         if nlp is not None:
             self._check_score_weights(nlp)
+
+    def _label_keys(self) -> Tuple[str, ...]:
+        """The keys of the reference doc.spans whose labels `initialize` collects."""
+        return (self.key,)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GlobalPointerPipe":
         """Load the component from bytes; damaged data give one clear error."""
@@ -583,7 +600,49 @@ class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
     every label; the cells above threshold become spans in doc.spans[spans_key].
     The model (e.g. spacy_egp.EfficientGlobalPointer.v2) returns the band of
     span logits, a Ragged (T, W, K).
+
+    Soft targets (spacy_egp.pipeline.distill), off by default: with
+    `distill_key` it learns from a teacher's scored spans in the reference
+    doc.spans[distill_key] (`spacy egp teach`) mixed with the gold; with
+    `label_smoothing` eps the gold targets are eps and 1 - eps.
     """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], Ragged],
+        name: str = "efficient_globalpointer",
+        *,
+        distill_key: Optional[str] = None,
+        distill_weight: float = 0.5,
+        label_smoothing: float = 0.0,
+        **settings: Any,
+    ) -> None:
+        """Initialize the component; `settings` are GlobalPointerPipe's.
+
+        distill_key (Optional[str]): Key of the reference doc.spans holding a
+            teacher's spans, their probabilities in attrs["scores"]; None: no
+            distillation. Every training doc must have that group. A doc
+            without a gold group doc.spans[spans_key] is unlabelled: it
+            learns the teacher's targets alone.
+        distill_weight (float): w in [0, 1]: on labelled docs the target is
+            (1 - w) * gold + w * teacher.
+        label_smoothing (float): eps in [0, 0.5): gold cells get target
+            1 - eps and the other cells of labelled docs eps. Every cell then
+            has a target, so that loss is computed densely (whatever sparse_loss).
+        """
+        super().__init__(vocab, model, name, **settings)
+        self.cfg.update(check_distill_settings(distill_key, distill_weight, label_smoothing, self.key))
+
+    @property
+    def uses_soft_targets(self) -> bool:
+        """Whether the loss uses soft targets (distillation or label smoothing)."""
+        return self.cfg.get("distill_key") is not None or self.cfg.get("label_smoothing", 0.0) > 0
+
+    def _label_keys(self) -> Tuple[str, ...]:
+        """The gold key's labels, and the teacher's when distilling (unlabelled docs have only the teacher's)."""
+        distill_key = self.cfg.get("distill_key")
+        return (self.key,) if distill_key is None else (self.key, distill_key)
 
     def predict(self, docs: Iterable[Doc]) -> Ragged:
         """Score every candidate span of the docs, without modifying them.
@@ -607,8 +666,29 @@ class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
 
         RETURNS (Tuple[float, Ragged]): The loss and d(loss)/d(scores).
         """
-        loss, d_band = self._span_loss(list(examples), scores)
+        examples = list(examples)
+        if self.uses_soft_targets:
+            loss, d_band = self._soft_span_loss(examples, scores)
+        else:
+            loss, d_band = self._span_loss(examples, scores)
         return loss, Ragged(d_band, scores.lengths)
+
+    def _soft_span_loss(self, examples: List[Example], scores: Ragged) -> Tuple[float, Floats3d]:
+        """Soft ZLPR against the targets of spacy_egp.pipeline.distill, and its gradient.
+
+        Sparse (the listed cells only) unless label smoothing gives every cell a target.
+        """
+        ops, band = self.model.ops, scores.dataXd
+        targets = soft_targets(
+            examples, self.key, self.labels, self.max_span_length, self.gold_span_problems,
+            distill_key=self.cfg["distill_key"], distill_weight=self.cfg["distill_weight"],
+            label_smoothing=self.cfg["label_smoothing"], gold_spans=self.gold_spans,
+        )
+        valid = band_mask(ops, scores.lengths, band.shape[1])
+        if targets.sparse:
+            return sparse_soft_zlpr_loss(ops, band, valid, ops.asarray(targets.cells, dtype="int64"),
+                                         ops.asarray(targets.values), scores.lengths)
+        return soft_zlpr_loss(ops, band, valid, ops.asarray(targets.dense(band.shape)), scores.lengths)
 
     def span_band(self, scores: Ragged) -> Ragged:
         """The band of span logits: the scores themselves."""

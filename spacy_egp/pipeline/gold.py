@@ -10,7 +10,7 @@ counted here too, with the same wording wherever they are met.
 import math
 import warnings
 from collections import Counter
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.tokens import Doc, Span
@@ -127,29 +127,52 @@ def gold_cells(
     """
     if spans_of is None:
         spans_of = lambda eg: aligned_gold_spans(eg, spans_key, problems)  # noqa: E731
-    cells = set()
-    label_index = {label: i for i, label in enumerate(labels)}
-    offset = 0
-    for eg in examples:
-        for start, end, label in spans_of(eg):
-            if label not in label_index:
-                if skip_unknown_labels:
-                    continue
-                raise ValueError(_unknown_label_message(problems.owner, eg, start, end, label, labels))
-            if max_span_length is not None and end - start > max_span_length:
-                problems.report(
-                    f"skipped: longer than max_span_length={max_span_length}",
-                    describe(eg.predicted, start, end, label),
-                )
-            else:
-                cells.add((offset + start, end - start - 1, label_index[label]))
-        offset += len(eg.predicted)
+    found = span_cells(examples, spans_of, labels, max_span_length, problems, skip_unknown_labels=skip_unknown_labels)
+    cells = {cell for _, _, cell in found}
     return numpy.asarray(sorted(cells), dtype="int64").reshape((-1, 3))
 
 
-def _unknown_label_message(owner: str, eg: Example, start: int, end: int, label: str, labels: Sequence[str]) -> str:
+def span_cells(
+    examples: Sequence[Example],
+    spans_of: Callable[[Example], List[Span3]],
+    labels: Sequence[str],
+    max_span_length: Optional[int],
+    problems: GoldProblems,
+    *,
+    skip_unknown_labels: bool = False,
+    kind: str = "Gold",
+) -> Iterator[Tuple[int, int, Tuple[int, int, int]]]:
+    """(example index, span index, band cell) of each span of `spans_of` that has a cell.
+
+    The one mapping of spans to cells, for the gold spans (`gold_cells`) and a
+    teacher's scored spans (spacy_egp.pipeline.distill): the span index points
+    into spans_of(eg), so a caller can carry a value per span (a probability).
+    kind (str): What the spans are, in messages ("Gold", "Teacher").
+    """
+    label_index = {label: i for i, label in enumerate(labels)}
+    which = "" if kind == "Gold" else f" ({kind.lower()})"
+    offset = 0
+    for eg_index, eg in enumerate(examples):
+        for span_index, (start, end, label) in enumerate(spans_of(eg)):
+            if label not in label_index:
+                if skip_unknown_labels:
+                    continue
+                raise ValueError(_unknown_label_message(problems.owner, eg, start, end, label, labels, kind))
+            if max_span_length is not None and end - start > max_span_length:
+                problems.report(
+                    f"skipped{which}: longer than max_span_length={max_span_length}",
+                    describe(eg.predicted, start, end, label),
+                )
+            else:
+                yield eg_index, span_index, (offset + start, end - start - 1, label_index[label])
+        offset += len(eg.predicted)
+
+
+def _unknown_label_message(
+    owner: str, eg: Example, start: int, end: int, label: str, labels: Sequence[str], kind: str = "Gold"
+) -> str:
     return (
-        f"[{owner}] Gold {describe(eg.predicted, start, end, label)} has label "
+        f"[{owner}] {kind} {describe(eg.predicted, start, end, label)} has label "
         f"{label!r}, which the component was not initialized with (labels: "
         f"{list(labels)}). Initialize with data that contains it (or list it in "
         f"[initialize.components.{owner}.labels]), or remove it from the data."
