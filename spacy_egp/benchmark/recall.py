@@ -18,6 +18,7 @@ import numpy
 import spacy
 from spacy.tokens import DocBin
 
+from ..ml.util import doc_starts
 from ..pipeline.nesting import nesting
 
 LOGIT_CUTS = (0.0, -1.0, -2.0)
@@ -35,10 +36,8 @@ def gold_span_logits(model: str, data: str, spans_key: Optional[str] = None, bat
     for i in range(0, len(gold_docs), batch_size):
         batch = gold_docs[i : i + batch_size]
         band = pipe.model.ops.to_numpy(pipe.predict([nlp.make_doc(doc.text) for doc in batch]).dataXd)
-        offset = 0
-        for doc in batch:
+        for doc, offset in zip(batch, doc_starts(numpy, [len(doc) for doc in batch]).tolist()):
             rows.extend(_doc_rows(doc, key, band, offset, pipe.labels))
-            offset += len(doc)
     return rows
 
 

@@ -61,7 +61,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .datasets import DATASETS, RELATION_DATASETS, Dataset
 from ..pipeline.nesting import nesting
@@ -287,13 +287,8 @@ def cmeee_doc(record: Record, source: str) -> RawDoc:
     _require(isinstance(obj, dict), source, record, "expected a JSON object")
     text = obj.get("text")
     _require(isinstance(text, str), source, record, "missing or non-string 'text'")
-    entities = obj.get("entities", [])
-    _require(isinstance(entities, list), source, record, "'entities' must be a list")
     spans = []
-    for n, ent in enumerate(entities):
-        _require(isinstance(ent, dict), source, record, f"entity {n}: expected an object")
-        missing = [k for k in ("start_idx", "end_idx", "type") if k not in ent]
-        _require(not missing, source, record, f"entity {n}: missing {', '.join(missing)}")
+    for n, ent in _annotations(obj, "entities", ("start_idx", "end_idx", "type"), "entity", source, record):
         start, end_inclusive, label = ent["start_idx"], ent["end_idx"], ent["type"]
         _require(_is_int(start) and _is_int(end_inclusive), source, record,
                  f"entity {n}: start_idx/end_idx must be integers, got {start!r}, {end_inclusive!r}")
@@ -301,6 +296,19 @@ def cmeee_doc(record: Record, source: str) -> RawDoc:
         _check_char_span(text, start, end_inclusive + 1, ent.get("entity"), label, source, record)
         spans.append((start, end_inclusive + 1, label))
     return RawDoc(record.index, record.line, text=text, char_spans=spans)
+
+
+def _annotations(
+    obj: Dict[str, Any], key: str, fields: Sequence[str], what: str, source: str, record: Record
+) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """(n, item) for the items of the list obj[key] (absent: none), each an object with every one of `fields`."""
+    items = obj.get(key, [])
+    _require(isinstance(items, list), source, record, f"{key!r} must be a list")
+    for n, item in enumerate(items):
+        _require(isinstance(item, dict), source, record, f"{what} {n}: expected an object")
+        missing = [k for k in fields if k not in item]
+        _require(not missing, source, record, f"{what} {n}: missing {', '.join(missing)}")
+        yield n, item
 
 
 def _check_char_span(text, start, end, surface, label, source, record) -> None:
@@ -325,13 +333,8 @@ def spans_jsonl_doc(record: Record, source: str) -> RawDoc:
         isinstance(tokens, list) and all(isinstance(t, str) and t for t in tokens),
         source, record, "'tokens' must be a list of non-empty strings",
     )
-    mentions = obj.get("entity_mentions", [])
-    _require(isinstance(mentions, list), source, record, "'entity_mentions' must be a list")
     spans = []
-    for n, ment in enumerate(mentions):
-        _require(isinstance(ment, dict), source, record, f"mention {n}: expected an object")
-        missing = [k for k in ("start", "end", "entity_type") if k not in ment]
-        _require(not missing, source, record, f"mention {n}: missing {', '.join(missing)}")
+    for n, ment in _annotations(obj, "entity_mentions", ("start", "end", "entity_type"), "mention", source, record):
         start, end, label = ment["start"], ment["end"], ment["entity_type"]
         _require(_is_int(start) and _is_int(end) and 0 <= start < end <= len(tokens), source, record,
                  f"mention {n}: token span [{start}, {end}) (end exclusive) is empty or outside "

@@ -34,8 +34,8 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
-from .heads import build_egp_head, build_egp_pair_head, build_pair_head, build_pair_heads
-from .models import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR, _validate_head_config, _with_tok2vec
+from .heads import build_egp_head, build_egp_pair_head, build_pair_head, build_pair_heads, init_side_by_side
+from .models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR, _validate_head_config, _with_tok2vec
 
 # Covers every relation of CoNLL04 (its farthest arguments: 82 tokens apart, in train).
 DEFAULT_MAX_PAIR_DISTANCE = 96
@@ -54,11 +54,11 @@ class GPLinkerScores(NamedTuple):
 @registry.architectures("spacy_egp.GPLinker.v2")
 def build_gplinker_v2(
     tok2vec: Model[List[Doc], List[Floats2d]],
-    head_size: int = 64,
+    head_size: int = DEFAULT_HEAD_SIZE,
     use_rope: bool = True,
     max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
     span_prior: Optional[float] = DEFAULT_SPAN_PRIOR,
-    pair_head_size: int = 64,
+    pair_head_size: int = DEFAULT_HEAD_SIZE,
     max_pair_distance: int = DEFAULT_MAX_PAIR_DISTANCE,
     pair_pointer: str = "egp",
     context: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
@@ -126,11 +126,11 @@ def _assemble(
 @registry.architectures("spacy_egp.GPLinker.v1")
 def build_gplinker(
     tok2vec: Model[List[Doc], List[Floats2d]],
-    head_size: int = 64,
+    head_size: int = DEFAULT_HEAD_SIZE,
     use_rope: bool = True,
     max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
     span_prior: Optional[float] = DEFAULT_SPAN_PRIOR,
-    pair_head_size: int = 64,
+    pair_head_size: int = DEFAULT_HEAD_SIZE,
     max_pair_distance: int = DEFAULT_MAX_PAIR_DISTANCE,
     context: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
 ) -> Model[List[Doc], GPLinkerScores]:
@@ -161,10 +161,7 @@ def _init_heads(model: Model, X: Optional[Ragged] = None, Y: Optional[GPLinkerSc
     entity_head, pair_head = model.layers
     if model.has_dim("nO") and not entity_head.has_dim("nO"):
         entity_head.set_dim("nO", model.get_dim("nO"))
-    for head in model.layers:
-        if model.has_dim("nI") and not head.has_dim("nI"):
-            head.set_dim("nI", model.get_dim("nI"))
-        head.initialize(X=X)
+    init_side_by_side(model, X)
 
 
 def _heads_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[GPLinkerScores, Callable]:

@@ -39,10 +39,10 @@ Parameter counts (token vectors of width D, head size d, K labels):
     GP:  K * (D * 2d + 2d)                    i.e. 2Dd + 2d per label
 """
 
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from thinc.api import Linear, Model, Ops
-from thinc.types import Floats2d, Floats3d, Ints1d, Ragged
+from thinc.types import Array2d, Floats2d, Floats3d, Ints1d, Ragged
 
 from .util import doc_starts, probability_to_logit
 
@@ -190,9 +190,13 @@ def _rope_qk(
     return rotate(Q, cos, sin), rotate(K, cos, sin), backprop
 
 
-def _mask_band(ops: Ops, scores: Floats3d, lengths: Ints1d) -> Tuple[Floats3d, Callable]:
-    """Set the cells outside their doc to -inf, in place (one band in memory, not three)."""
-    outside = ~band_mask(ops, lengths, scores.shape[1])[:, :, None]
+def _mask_outside(ops: Ops, scores: Floats3d, inside: Array2d) -> Tuple[Floats3d, Callable]:
+    """Set the cells where the (T, W) mask `inside` is False to -inf, in place (one band in memory, not three).
+
+    -inf, never a large finite constant: a masked cell then has probability 0
+    exactly and adds nothing to the loss or its gradient.
+    """
+    outside = ~inside[:, :, None]
     ops.xp.copyto(scores, -ops.xp.inf, where=outside)
 
     def backprop(d_scores: Floats3d) -> Floats3d:
@@ -216,37 +220,41 @@ def build_egp_head(
     span_prior: the label term's biases start at logit(span_prior) (start and
     end halves alike, so their mean is that logit); None: at 0.
     """
-    projection = Linear(nO=2 * head_size)
-    label_term = Linear()
-    return Model(
-        "efficient_globalpointer_head",
-        egp_forward,
-        init=init_head,
-        layers=[projection, label_term],
-        refs={"projection": projection, "label_term": label_term},
-        dims={"nO": nO, "nI": None},
-        attrs={
-            "head_size": head_size,
-            "use_rope": use_rope,
-            "max_span_length": max_span_length,
-            "span_prior": span_prior,
-        },
-    )
+    attrs = {"use_rope": use_rope, "max_span_length": max_span_length, "span_prior": span_prior}
+    return _pointer_layer("efficient_globalpointer_head", egp_forward, init_head, head_size, nO, attrs, label_term=True)
 
 
 def build_gp_head(
     head_size: int, use_rope: bool, max_span_length: Optional[int], nO: Optional[int] = None
 ) -> Model[Ragged, Ragged]:
     """The GP head: token vectors (T, D) → band of span logits (T, W, nO)."""
-    projection = Linear()
+    attrs = {"use_rope": use_rope, "max_span_length": max_span_length}
+    return _pointer_layer("globalpointer_head", gp_forward, init_head, head_size, nO, attrs, label_term=False)
+
+
+def _pointer_layer(
+    name: str,
+    forward: Callable,
+    init: Callable,
+    head_size: int,
+    nO: Optional[int],
+    attrs: Dict[str, Any],
+    *,
+    label_term: bool,
+    params: Optional[Dict[str, None]] = None,
+) -> Model[Ragged, Ragged]:
+    """What every head and pointer is: a projection of the token vectors, and EGP's label term on it.
+
+    label_term (bool): EGP: one q/k projection of width 2 * head_size shared by
+        the nO channels, plus the label term (sized at init); GP: the projection
+        alone, of width 2 * head_size per channel (sized at init).
+    attrs (Dict[str, Any]): What the layer scores (use_rope, the band's width, its prior).
+    """
+    layers = [Linear(nO=2 * head_size), Linear()] if label_term else [Linear()]
+    refs = dict(zip(("projection", "label_term"), layers))
     return Model(
-        "globalpointer_head",
-        gp_forward,
-        init=init_head,
-        layers=[projection],
-        refs={"projection": projection},
-        dims={"nO": nO, "nI": None},
-        attrs={"head_size": head_size, "use_rope": use_rope, "max_span_length": max_span_length},
+        name, forward, init=init, layers=layers, refs=refs, params=params or {},
+        dims={"nO": nO, "nI": None}, attrs={"head_size": head_size, **attrs},
     )
 
 
@@ -314,7 +322,7 @@ def egp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callab
     dots, bp_dots = pointer_band(ops, Q, K, width)
     scores, bp_ends = add_span_ends(ops, B[:, :n_labels] / 2, B[:, n_labels:] / 2, width)
     scores += dots
-    scores, bp_mask = _mask_band(ops, scores, X.lengths)
+    scores, bp_mask = _mask_outside(ops, scores, band_mask(ops, X.lengths, scores.shape[1]))
 
     def backprop(dY: Ragged) -> Ragged:
         d_scores = bp_mask(dY.dataXd)
@@ -334,7 +342,7 @@ def gp_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callabl
     P3 = P.reshape((P.shape[0], n_labels, 2 * d))
     Q, K, bp_rope = _rope_qk(model, P3[..., :d], P3[..., d:], X.lengths)
     dots, bp_dots = pointer_band(ops, Q, K, width)
-    scores, bp_mask = _mask_band(ops, dots, X.lengths)
+    scores, bp_mask = _mask_outside(ops, dots, band_mask(ops, X.lengths, dots.shape[1]))
 
     def backprop(dY: Ragged) -> Ragged:
         dQ, dK = bp_rope(*bp_dots(bp_mask(dY.dataXd)))
@@ -405,22 +413,9 @@ def build_pair_head(
     at logit(span_prior), with the projection scaled as the EGP head's (see
     `_init_span_prior`); None: no bias at all (spacy_egp.GPLinker.v1's pointer).
     """
-    projection = Linear()
-    return Model(
-        "pair_pointer_head",
-        pair_forward,
-        init=init_pair_head,
-        layers=[projection],
-        refs={"projection": projection},
-        params={"b": None} if span_prior is not None else {},
-        dims={"nO": nO, "nI": None},
-        attrs={
-            "head_size": head_size,
-            "use_rope": False,
-            "max_pair_distance": max_pair_distance,
-            "pair_prior": span_prior,
-        },
-    )
+    attrs = {"use_rope": False, "max_pair_distance": max_pair_distance, "pair_prior": span_prior}
+    return _pointer_layer("pair_pointer_head", pair_forward, init_pair_head, head_size, nO, attrs, label_term=False,
+                          params={"b": None} if span_prior is not None else {})
 
 
 def build_egp_pair_head(
@@ -433,22 +428,9 @@ def build_egp_pair_head(
     label term's biases start at logit(span_prior), the projection scaled as
     the EGP head's; None: biases at 0.
     """
-    projection = Linear(nO=2 * head_size)
-    label_term = Linear()
-    return Model(
-        "egp_pair_pointer_head",
-        egp_pair_forward,
-        init=init_pair_head,
-        layers=[projection, label_term],
-        refs={"projection": projection, "label_term": label_term},
-        dims={"nO": nO, "nI": None},
-        attrs={
-            "head_size": head_size,
-            "use_rope": False,
-            "max_pair_distance": max_pair_distance,
-            "pair_prior": span_prior,
-        },
-    )
+    attrs = {"use_rope": False, "max_pair_distance": max_pair_distance, "pair_prior": span_prior}
+    return _pointer_layer("egp_pair_pointer_head", egp_pair_forward, init_pair_head, head_size, nO, attrs,
+                          label_term=True)
 
 
 def build_pair_heads(head_pointer: Model, tail_pointer: Model) -> Model[Ragged, Ragged]:
@@ -475,10 +457,15 @@ def _init_pair_heads(model: Model, X: Optional[Ragged] = None, Y: Optional[Ragge
         for pointer in model.layers:
             if not pointer.has_dim("nO"):
                 pointer.set_dim("nO", n_channels // 2)
-    for pointer in model.layers:
-        if model.has_dim("nI") and not pointer.has_dim("nI"):
-            pointer.set_dim("nI", model.get_dim("nI"))
-        pointer.initialize(X=X)
+    init_side_by_side(model, X)
+
+
+def init_side_by_side(model: Model, X: Optional[Ragged] = None) -> None:
+    """Initialize layers that all read the model's input X: each gets the model's nI, if it lacks one."""
+    for layer in model.layers:
+        if model.has_dim("nI") and not layer.has_dim("nI"):
+            layer.set_dim("nI", model.get_dim("nI"))
+        layer.initialize(X=X)
 
 
 def _pair_heads_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Callable]:
@@ -539,7 +526,7 @@ def pair_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, Calla
     has_bias = model.has_param("b")
     if has_bias:
         scores += model.get_param("b")
-    scores, bp_mask = _mask_pairs(ops, scores, X.lengths, width)
+    scores, bp_mask = _mask_outside(ops, scores, pair_mask(ops, X.lengths, width))
 
     def backprop(dY: Ragged) -> Ragged:
         d_scores = bp_mask(dY.dataXd)
@@ -565,7 +552,7 @@ def egp_pair_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, C
     reverse, bp_reverse = add_span_ends(ops, second, first, width)
     scores = ops.xp.concatenate([forward, reverse], axis=1)
     scores += dots
-    scores, bp_mask = _mask_pairs(ops, scores, X.lengths, width)
+    scores, bp_mask = _mask_outside(ops, scores, pair_mask(ops, X.lengths, width))
 
     def backprop(dY: Ragged) -> Ragged:
         d_scores = bp_mask(dY.dataXd)
@@ -578,16 +565,3 @@ def egp_pair_forward(model: Model, X: Ragged, is_train: bool) -> Tuple[Ragged, C
         return Ragged(bp_projection(dP), X.lengths)
 
     return Ragged(scores, X.lengths), backprop
-
-
-def _mask_pairs(ops: Ops, scores: Floats3d, lengths: Ints1d, width: int) -> Tuple[Floats3d, Callable]:
-    """-inf outside the docs and the window, in place, as the span band (never a large finite constant)."""
-    outside = ~pair_mask(ops, lengths, width)[:, :, None]
-    ops.xp.copyto(scores, -ops.xp.inf, where=outside)
-
-    def backprop(d_scores: Floats3d) -> Floats3d:
-        d_scores = d_scores.copy()
-        ops.xp.copyto(d_scores, 0.0, where=outside)
-        return d_scores
-
-    return scores, backprop

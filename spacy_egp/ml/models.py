@@ -17,6 +17,8 @@ from thinc.types import Floats2d, Ragged
 from .heads import build_egp_head, build_gp_head
 from .windowing import predict_token_vectors
 
+# The builders' defaults, and through them the components' default configs
+DEFAULT_HEAD_SIZE = 64
 DEFAULT_MAX_SPAN_LENGTH = 128
 # An untrained head gives every cell about this probability (see span_prior).
 DEFAULT_SPAN_PRIOR = 0.01
@@ -85,7 +87,7 @@ def _score_forward(model: Model[List[Doc], Any], docs: List[Doc], is_train: bool
 @registry.architectures("spacy_egp.EfficientGlobalPointer.v2")
 def build_efficient_globalpointer_v2(
     tok2vec: Model[List[Doc], List[Floats2d]],
-    head_size: int = 64,
+    head_size: int = DEFAULT_HEAD_SIZE,
     use_rope: bool = True,
     max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
     span_prior: Optional[float] = DEFAULT_SPAN_PRIOR,
@@ -121,7 +123,7 @@ def build_efficient_globalpointer_v2(
 @registry.architectures("spacy_egp.GlobalPointer.v2")
 def build_globalpointer_v2(
     tok2vec: Model[List[Doc], List[Floats2d]],
-    head_size: int = 64,
+    head_size: int = DEFAULT_HEAD_SIZE,
     use_rope: bool = True,
     max_span_length: Optional[int] = DEFAULT_MAX_SPAN_LENGTH,
     context: Optional[Model[List[Floats2d], List[Floats2d]]] = None,
@@ -140,20 +142,20 @@ def build_globalpointer_v2(
 @registry.architectures("spacy_egp.EfficientGlobalPointer.v1")
 def build_efficient_globalpointer(
     tok2vec: Model[List[Doc], List[Floats2d]],
-    head_size: int = 64,
+    head_size: int = DEFAULT_HEAD_SIZE,
     use_rope: bool = True,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
-    """Version 1 of spacy_egp.EfficientGlobalPointer: max_span_length 128, no span prior."""
+    """Version 1 of spacy_egp.EfficientGlobalPointer: max_span_length DEFAULT_MAX_SPAN_LENGTH, no span prior."""
     return build_efficient_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, None, nO)
 
 
 @registry.architectures("spacy_egp.GlobalPointer.v1")
 def build_globalpointer(
     tok2vec: Model[List[Doc], List[Floats2d]],
-    head_size: int = 64,
+    head_size: int = DEFAULT_HEAD_SIZE,
     use_rope: bool = True,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Ragged]:
-    """Version 1 of spacy_egp.GlobalPointer: max_span_length 128."""
+    """Version 1 of spacy_egp.GlobalPointer: max_span_length DEFAULT_MAX_SPAN_LENGTH."""
     return build_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, nO)

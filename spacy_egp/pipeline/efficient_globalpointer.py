@@ -15,6 +15,7 @@ Scores and thresholds are probabilities, as in spaCy's spancat and span_finder:
 predicted span's logit, never below its label's threshold.
 """
 
+import copy
 import math
 import warnings
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from .distill import check_distill_settings, soft_targets
 from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
 from .nesting import Span3
 from ..ml.heads import band_mask
+from ..ml.models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
 from ..ml.loss import soft_zlpr_loss, sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
 from ..ml.util import doc_starts, probability_to_logit, sigmoid  # noqa: F401  (re-exported)
 
@@ -47,35 +49,48 @@ DEFAULT_SPANS_KEY = "sc"
 # token); bounds decoding's memory when a threshold is too low for the model.
 DEFAULT_MAX_SPANS_PER_TOKEN = 4.0
 
-# No `context` layer here, though the shipped configs have one: spaCy merges a user's model block into
-# this default, so a fixed-width BiLSTM would outlive a tok2vec of another width (a transformer
-# listener) and fail inside torch. Configs set it next to the tok2vec whose width it shares.
-default_model_config = """
-[model]
-@architectures = "spacy_egp.EfficientGlobalPointer.v2"
-head_size = 64
-use_rope = true
-max_span_length = 128
-span_prior = 0.01
-
-[model.tok2vec]
+# spaCy's CNN tok2vec, narrower (spancat's default, with width 96)
+default_tok2vec_config = """
+[tok2vec]
 @architectures = "spacy.Tok2Vec.v2"
 
-[model.tok2vec.embed]
+[tok2vec.embed]
 @architectures = "spacy.MultiHashEmbed.v2"
 width = 96
 rows = [5000, 1000, 2500, 1000]
 attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 include_static_vectors = false
 
-[model.tok2vec.encode]
+[tok2vec.encode]
 @architectures = "spacy.MaxoutWindowEncoder.v2"
-width = ${model.tok2vec.embed.width}
+width = ${tok2vec.embed.width}
 window_size = 1
 maxout_pieces = 3
 depth = 4
 """
-DEFAULT_EGP_MODEL = Config().from_str(default_model_config)["model"]
+DEFAULT_TOK2VEC = Config().from_str(default_tok2vec_config)["tok2vec"]
+# No `context` layer here, though the shipped configs have one: spaCy merges a user's model block into
+# this default, so a fixed-width BiLSTM would outlive a tok2vec of another width (a transformer
+# listener) and fail inside torch. Configs set it next to the tok2vec whose width it shares.
+DEFAULT_EGP_MODEL = Config(
+    {
+        "@architectures": "spacy_egp.EfficientGlobalPointer.v2",
+        "head_size": DEFAULT_HEAD_SIZE,
+        "use_rope": True,
+        "max_span_length": DEFAULT_MAX_SPAN_LENGTH,
+        "span_prior": DEFAULT_SPAN_PRIOR,
+        "tok2vec": copy.deepcopy(DEFAULT_TOK2VEC),
+    }
+)
+# The settings efficient_globalpointer and gplinker share, with their defaults (the factories' default_config)
+POINTER_PIPE_DEFAULTS = {
+    "spans_key": DEFAULT_SPANS_KEY,
+    "threshold": 0.5,
+    "thresholds": {},
+    "max_spans_per_token": DEFAULT_MAX_SPANS_PER_TOKEN,
+    "head_lr_scale": 1.0,
+    "ents_mode": False,
+}
 
 
 def spans_score(
@@ -135,14 +150,9 @@ def score_weights_warning(name: str, spans_key: str, weights: Dict[str, float], 
     assigns=["doc.spans", "doc.ents"],
     default_config={
         "model": DEFAULT_EGP_MODEL,
-        "spans_key": DEFAULT_SPANS_KEY,
-        "threshold": 0.5,
-        "thresholds": {},
-        "max_spans_per_token": DEFAULT_MAX_SPANS_PER_TOKEN,
-        "head_lr_scale": 1.0,
+        **POINTER_PIPE_DEFAULTS,
         "max_span_length": None,
         "sparse_loss": False,
-        "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.spans_scorer.v1"},
         "distill_key": None,
         "distill_weight": 0.5,

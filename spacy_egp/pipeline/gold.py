@@ -16,6 +16,7 @@ import numpy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
+from ..ml.util import doc_starts
 from .nesting import Span3, nesting
 from .relations import RelationOffsets, relation_offsets
 
@@ -151,8 +152,8 @@ def span_cells(
     """
     label_index = {label: i for i, label in enumerate(labels)}
     which = "" if kind == "Gold" else f" ({kind.lower()})"
-    offset = 0
-    for eg_index, eg in enumerate(examples):
+    starts = doc_starts(numpy, [len(eg.predicted) for eg in examples]).tolist()
+    for eg_index, (eg, offset) in enumerate(zip(examples, starts)):
         for span_index, (start, end, label) in enumerate(spans_of(eg)):
             if label not in label_index:
                 if skip_unknown_labels:
@@ -165,7 +166,6 @@ def span_cells(
                 )
             else:
                 yield eg_index, span_index, (offset + start, end - start - 1, label_index[label])
-        offset += len(eg.predicted)
 
 
 def _unknown_label_message(
@@ -252,8 +252,9 @@ def gold_pair_cells(
     farther apart than the window (width - 1 tokens) is skipped and reported.
     """
     label_index = {label: i for i, label in enumerate(relation_labels)}
-    cells, offset = set(), 0
-    for eg in examples:
+    cells = set()
+    starts = doc_starts(numpy, [len(eg.predicted) for eg in examples]).tolist()
+    for eg, offset in zip(examples, starts):
         entities = {(span.start, span.end, span.label_) for span in eg.reference.spans.get(spans_key, [])}
         for record in relation_offsets(eg.reference):
             if record.label not in label_index:
@@ -268,7 +269,6 @@ def gold_pair_cells(
                 (head_t, head_w), (tail_t, tail_w) = pairs
                 cells.add((offset + head_t, head_w, label_index[record.label]))
                 cells.add((offset + tail_t, tail_w, len(relation_labels) + label_index[record.label]))
-        offset += len(eg.predicted)
     return numpy.asarray(sorted(cells), dtype="int64").reshape((-1, 3))
 
 

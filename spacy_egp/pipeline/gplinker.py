@@ -47,11 +47,12 @@ from ..ml.gplinker_model import DEFAULT_MAX_PAIR_DISTANCE, GPLinkerScores
 from ..ml.heads import pair_mask
 from ..ml.loss import sparse_zlpr_loss
 from ..ml.util import doc_starts
-from ..ml.models import DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
+from ..ml.models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
 from .decoding import cells_above, decode_relations
 from .efficient_globalpointer import (
-    DEFAULT_EGP_MODEL,
     DEFAULT_MAX_SPANS_PER_TOKEN,
+    DEFAULT_TOK2VEC,
+    POINTER_PIPE_DEFAULTS,
     DEFAULT_SPANS_KEY,
     GlobalPointerPipe,
     _check_positive,
@@ -68,14 +69,14 @@ from .relations import RELATIONS_KEY, RelationOffsets, relation_offsets, store_r
 DEFAULT_GPLINKER_MODEL = Config(
     {
         "@architectures": "spacy_egp.GPLinker.v2",
-        "head_size": 64,
+        "head_size": DEFAULT_HEAD_SIZE,
         "use_rope": True,
         "max_span_length": DEFAULT_MAX_SPAN_LENGTH,
         "span_prior": DEFAULT_SPAN_PRIOR,
-        "pair_head_size": 64,
+        "pair_head_size": DEFAULT_HEAD_SIZE,
         "max_pair_distance": DEFAULT_MAX_PAIR_DISTANCE,
         "pair_pointer": "egp",
-        "tok2vec": copy.deepcopy(DEFAULT_EGP_MODEL["tok2vec"]),
+        "tok2vec": copy.deepcopy(DEFAULT_TOK2VEC),
     }
 )
 RELATION_SCORE_WEIGHTS = {"relations_f": 1.0, "relations_p": 0.0, "relations_r": 0.0}
@@ -183,16 +184,11 @@ def make_relations_scorer() -> Callable[..., Dict[str, Any]]:
     assigns=["doc.spans", "doc._.relations"],
     default_config={
         "model": DEFAULT_GPLINKER_MODEL,
-        "spans_key": DEFAULT_SPANS_KEY,
-        "threshold": 0.5,
-        "thresholds": {},
+        **POINTER_PIPE_DEFAULTS,
         "relation_threshold": 0.5,
         "relation_thresholds": {},
-        "max_spans_per_token": DEFAULT_MAX_SPANS_PER_TOKEN,
         "max_pairs_per_token": DEFAULT_MAX_PAIRS_PER_TOKEN,
-        "head_lr_scale": 1.0,
         "entity_roles": False,
-        "ents_mode": False,
         "scorer": {"@scorers": "spacy_egp.relations_scorer.v1"},
     },
     # Fixed for the default key, as spaCy's spancat (see efficient_globalpointer)
