@@ -173,3 +173,28 @@ def test_targets_compare_a_pretrained_encoders_egp_with_the_cnn_configs():
     assert "conll2003" not in table.split("EGP (MiniLM)")[-1]  # no CNN run to compare with
     short = format_targets([results("CNN", "genia_small", 0.6321), results("MiniLM", "genia_small", 0.65)], [])
     assert "| +1.79 points | **no** |" in short
+
+
+@pytest.mark.parametrize("student_f, verdict", [(0.745, "met"), (0.735, "missed")])
+def test_distillation_section_judges_the_student_against_gold_only_plus_two(tmp_path, student_f, verdict):
+    """The generated section states the targets from the rows: F >= gold-only + 2 points, speed >= 0.9x."""
+    from spacy_egp.benchmark.distillation import distillation_sections
+
+    def row(name, f, speed, **extra):
+        return dict(pipeline=name, model=f"models/{name}", test_p=f, test_r=f, test_f=f,
+                    inference_words_per_second=speed, **extra)
+
+    rows = [row("teacher", 0.80, 1500.0), row("gold-only", 0.72, 20000.0),
+            row("student", student_f, 19000.0, train_wall_seconds=600.0, taught_bytes={"train": 3 * 2**20})]
+    folder = tmp_path / "cluener-distill"
+    folder.mkdir()
+    (folder / "distillation.json").write_text(json.dumps(
+        {"dataset": "cluener", "student_config": "configs/cluener_cnn.cfg", "floor": 0.05, "weight": 0.5,
+         "overrides": [], "rows": rows}))
+    heading, caption, table = distillation_sections(tmp_path)
+    assert heading == "### cluener distillation: teacher → CNN student"
+    assert f"({student_f * 100:.2f} vs 74.00: {verdict})" in caption
+    assert "(0.95 ×: met)" in caption
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(rows) and "| CNN student | " in lines[-1] and "train 3.0 MiB" in lines[-1]
+    assert f"**{student_f * 100:.2f}**" in lines[-1] and "| 10 |" in lines[-1]

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("recall", help="recall of gold spans by span length, doc length, label (own options: recall --help)")
     sub.add_parser("relations", help="gplinker (EGP and GP pair pointers) vs spaCy ner + pair classifier "
                                      "(own options: relations --help)")
+    sub.add_parser("distill", help="a teacher, its CNN student and the CNN on gold alone, on test "
+                                   "(own options: distill --help)")
 
     compare = sub.add_parser("compare", help="train and evaluate EGP, GP, spancat and ner on one dataset")
     compare.add_argument("dataset", help="a name for the results, e.g. cluener")
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # Subcommands with a parser of their own: `python -m spacy_egp.benchmark annotate --help`.
-OWN_PARSERS = {"annotate": "annotation", "recall": "recall", "relations": "relations"}
+OWN_PARSERS = {"annotate": "annotation", "recall": "recall", "relations": "relations", "distill": "distillation"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
