@@ -38,6 +38,7 @@ from thinc.types import Floats3d, Ragged
 from .decoding import cells_above
 from .distill import check_distill_settings, soft_targets
 from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
+from .heap import fix_mmap_threshold
 from .nesting import Span3
 from ..ml.heads import band_mask
 from ..ml.models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
@@ -504,6 +505,7 @@ class GlobalPointerPipe(TrainablePipe, Generic[ScoresT]):
         validate_examples(examples, f"{type(self).__name__}.update")
         if not any(len(eg.predicted) for eg in examples):
             return losses
+        fix_mmap_threshold()  # once: bounded RSS over thousands of band-sized allocations (see .heap)
         set_dropout_rate(self.model, drop)
         scores, backprop_scores = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, scores)
