@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import List
 
@@ -10,6 +12,37 @@ from spacy.training import Example
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def add_pipe_through_entry_point(factory: str, language: str, report: str = "") -> str:
+    """Add `factory` in a fresh interpreter that never imports spacy_egp; RETURNS what it printed.
+
+    Language() loads the spacy_factories entry points; the one named `factory`
+    must point at the function registered as the factory. `language` is a
+    Language subclass ("zh.Chinese", "en.English") rather than spacy.blank:
+    spacy.blank also resolves spacy.ConsoleLogger.v1, which loads every
+    spacy_loggers entry point (ours imports spacy_egp), and would register
+    everything without the spacy_factories entry point. Printed: the entry
+    point's value, the pipe's class name, then `report` (an expression over
+    nlp and pipe) if given.
+    """
+    module, name = language.rsplit(".", 1)
+    code = (
+        "import sys\n"
+        "from importlib.metadata import entry_points\n"
+        f"from spacy.lang.{module} import {name}\n"
+        "from spacy.util import registry\n"
+        "assert not [m for m in sys.modules if m.startswith('spacy_egp')], 'import spacy imported spacy_egp'\n"
+        f"(point,) = [p for p in entry_points(group='spacy_factories') if p.name == {factory!r}]\n"
+        f"nlp = {name}()\n"
+        "assert 'spacy_egp.benchmark.logger' not in sys.modules, 'imported through the loggers entry point'\n"
+        f"assert registry.factories.get({factory!r}) is point.load()\n"
+        f"pipe = nlp.add_pipe({factory!r})\n"
+        f"print(point.value, type(pipe).__name__, {report or repr('')})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,6 @@
 """The efficient_globalpointer component: labels, annotations, gold handling, scores, serialization."""
 
 import pickle
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -16,7 +14,7 @@ from spacy.training import Example
 from spacy.training.initialize import init_nlp
 from thinc.api import Config
 
-from conftest import nested_examples, train
+from conftest import add_pipe_through_entry_point, nested_examples, train
 
 SMALL_TOK2VEC = {
     "@architectures": "spacy.Tok2Vec.v2",
@@ -65,31 +63,10 @@ def trained_nested():
 
 
 def test_factory_is_found_through_entry_points_without_import():
-    """In a fresh interpreter that never imports spacy_egp, spaCy registers the factory from our entry point.
-
-    Language() loads the spacy_factories entry points; the one named
-    efficient_globalpointer must point at the function registered as the
-    factory. Chinese() rather than spacy.blank: spacy.blank also resolves
-    spacy.ConsoleLogger.v1, which loads every spacy_loggers entry point (ours
-    imports spacy_egp), and would register the factory without the
-    spacy_factories entry point.
-    """
-    code = (
-        "import sys\n"
-        "from importlib.metadata import entry_points\n"
-        "from spacy.lang.zh import Chinese\n"
-        "from spacy.util import registry\n"
-        "assert not [m for m in sys.modules if m.startswith('spacy_egp')], 'import spacy imported spacy_egp'\n"
-        "(point,) = [p for p in entry_points(group='spacy_factories') if p.name == 'efficient_globalpointer']\n"
-        "nlp = Chinese()\n"
-        "assert 'spacy_egp.benchmark.logger' not in sys.modules, 'imported through the loggers entry point'\n"
-        "assert registry.factories.get('efficient_globalpointer') is point.load()\n"
-        "print(point.value, type(nlp.add_pipe('efficient_globalpointer')).__name__)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [
-        "spacy_egp.pipeline.efficient_globalpointer:make_efficient_globalpointer", "EfficientGlobalPointer"]
+    """In a fresh interpreter that never imports spacy_egp, spaCy registers the factory from our entry point."""
+    out = add_pipe_through_entry_point("efficient_globalpointer", "zh.Chinese")
+    assert out.split() == ["spacy_egp.pipeline.efficient_globalpointer:make_efficient_globalpointer",
+                           "EfficientGlobalPointer"]
 
 
 def test_nested_spans_are_learned(trained_nested):

@@ -16,6 +16,7 @@ from spacy.training import Example
 from thinc.api import NumpyOps
 from thinc.types import Ragged
 
+from conftest import add_pipe_through_entry_point
 from spacy_egp.cli.convert import main as convert_main
 from spacy_egp.data.convert import ConversionError, bilou_spans, convert
 from spacy_egp.ml.gplinker_model import GPLinkerScores
@@ -337,30 +338,10 @@ def test_bad_config_values():
 
 
 def test_add_pipe_from_entry_points_without_importing_spacy_egp():
-    """gplinker comes from its spacy_factories entry point, and doc._.relations with it.
-
-    English() rather than spacy.blank, as in test_component: spacy.blank resolves
-    spacy.ConsoleLogger.v1, which loads every spacy_loggers entry point (ours
-    imports spacy_egp) and would register everything without the factory's.
-    """
-    code = (
-        "import sys\n"
-        "from importlib.metadata import entry_points\n"
-        "from spacy.lang.en import English\n"
-        "from spacy.tokens import Doc\n"
-        "from spacy.util import registry\n"
-        "assert not [m for m in sys.modules if m.startswith('spacy_egp')], 'import spacy imported spacy_egp'\n"
-        "(point,) = [p for p in entry_points(group='spacy_factories') if p.name == 'gplinker']\n"
-        "nlp = English()\n"
-        "assert 'spacy_egp.benchmark.logger' not in sys.modules, 'imported through the loggers entry point'\n"
-        "assert registry.factories.get('gplinker') is point.load()\n"
-        "pipe = nlp.add_pipe('gplinker')\n"
-        "print(point.value, type(pipe).__name__, Doc.has_extension('relations'),"
-        " nlp.get_pipe_meta('gplinker').default_score_weights)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("spacy_egp.pipeline.gplinker:make_gplinker GPLinker True {'relations_f': 1.0")
+    """gplinker comes from its spacy_factories entry point, and doc._.relations with it."""
+    out = add_pipe_through_entry_point("gplinker", "en.English", "__import__('spacy').tokens.Doc.has_extension("
+                                       "'relations'), nlp.get_pipe_meta('gplinker').default_score_weights")
+    assert out.startswith("spacy_egp.pipeline.gplinker:make_gplinker GPLinker True {'relations_f': 1.0"), out
 
 
 def _peak_mib(function, *args):
