@@ -1,12 +1,14 @@
 """The ablation's variant configs, log parsing, reuse of finished runs and the report table (no training)."""
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 import spacy
-from spacy.tokens import DocBin
+from spacy.tokens import DocBin, Span
+from spacy.training import Example
 from thinc.api import Config
 
 from spacy_egp.benchmark.ablation import LEVERS, build_config, lever_names, parse_console_log, run_ablation, sentence_stats
@@ -119,7 +121,7 @@ def test_combined_is_the_union(zh_template: Config, baseline: Config) -> None:
         lever_names("combined:prior+nope")
 
 
-@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr"}))
+@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr", "cnn_features"}))
 @pytest.mark.parametrize("dataset", ["cluener", "cmeee5k", "genia_small", "msra"])
 def test_every_variant_config_loads(dataset: str, lever: str) -> None:
     """Each variant is a valid spaCy training config (filled and validated, not trained)."""
@@ -187,6 +189,34 @@ def test_context_on_a_transformer_takes_the_encoder_width(trf_template: Config) 
     spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     with pytest.raises(ValueError, match="paths.transformer"):
         build_config(trf_template, "context", max_steps=STEPS, eval_frequency=EVAL)
+
+
+@pytest.mark.parametrize("cnn_config,trf_config", [("cluener_cnn.cfg", "cluener_trf_offline.cfg"),
+                                                     ("genia_small_cnn.cfg", "genia_small_trf_offline.cfg")])
+def test_cnn_features_concatenate_the_shipped_cnn_with_the_listener(cnn_config: str, trf_config: str) -> None:
+    """The lever's CNN is the shipped CNN config's tok2vec; the head reads [transformer; CNN] and trains."""
+    trf = Config().from_disk(CONFIGS / trf_config, interpolate=False)
+    local = str(CONFIGS.parent.parent / "shared" / "models" / "me5s-zh-char") if trf["nlp"]["lang"] == "zh" else _minilm()
+    config = build_config(trf, "cnn_features", max_steps=STEPS, eval_frequency=EVAL,
+                          overrides={"paths.transformer": local})
+    tok2vec = config.interpolate()["components"]["efficient_globalpointer"]["model"]["tok2vec"]
+    shipped = Config().from_disk(CONFIGS / cnn_config).interpolate()["components"]["efficient_globalpointer"]
+    assert tok2vec["*"]["cnn"] == shipped["model"]["tok2vec"]
+    assert tok2vec["*"]["listener"] == trf.interpolate()["components"]["efficient_globalpointer"]["model"]["tok2vec"]
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    text = "王小明在北京大学读书。" if trf["nlp"]["lang"] == "zh" else "IL-2 gene expression in T cells"
+    doc = nlp.make_doc(text)
+    doc.spans["sc"] = [Span(doc, 0, 3, label="X")]
+    example = Example(nlp.make_doc(text), doc)
+    optimizer = nlp.initialize(lambda: [example])
+    losses = nlp.update([example], sgd=optimizer)
+    assert all(math.isfinite(value) and value > 0 for value in losses.values()), losses
+    (vectors,) = nlp.get_pipe("efficient_globalpointer").model.get_ref("tok2vec").predict([nlp(text)])
+    hidden = json.loads((Path(local) / "config.json").read_text())["hidden_size"]
+    assert vectors.shape[1] == hidden + shipped["model"]["tok2vec"]["embed"]["width"]
+    with pytest.raises(ValueError, match="cnn_features lever is for transformer templates"):
+        build_config(Config().from_disk(CONFIGS / cnn_config, interpolate=False), "cnn_features",
+                     max_steps=STEPS, eval_frequency=EVAL)
 
 
 LOG = """\x1b[38;5;4mℹ Initial learn rate: 0.002\x1b[0m

@@ -42,6 +42,7 @@ WARMUP_STEPS = 250
 WINDOW_MAX_LENGTH = 256
 BILSTM_DEPTH = 1
 BIGRAM_ROWS = 20000
+CNN_WIDTH = 96
 MODELS_ROOT = Path("/tmp/ablation")
 
 Lever = Callable[[Config, int], None]
@@ -150,6 +151,32 @@ def windows(config: Config, max_steps: int) -> None:
     config["corpora"]["train"]["max_length"] = WINDOW_MAX_LENGTH
 
 
+def cnn_features(config: Config, max_steps: int) -> None:
+    """Transformer: its listener concatenated with the CNN tok2vec of the shipped CNN configs (the spaCy way).
+
+    Both feed the head side by side (Thinc's `concatenate`); the CNN embeds character
+    bigrams on character-tokenized (zh) data, as configs/cluener_cnn.cfg does.
+    """
+    if not is_transformer(config):
+        raise ValueError("the cnn_features lever is for transformer templates (configs/*_trf*.cfg): it adds the "
+                         "CNN features beside a transformer listener")
+    model = _section(config, MODEL)
+    model["tok2vec"] = {"@layers": "concatenate.v1", "*": {"listener": model["tok2vec"],
+                                                           "cnn": shipped_cnn_tok2vec(config["nlp"]["lang"])}}
+
+
+def shipped_cnn_tok2vec(lang: str) -> Dict[str, Any]:
+    """The tok2vec block of the shipped CNN configs, hash embeddings (+ bigrams for zh) and a 4-layer CNN."""
+    embed = {"@architectures": "spacy.MultiHashEmbed.v2", "width": CNN_WIDTH,
+             "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "rows": [10000, 2000, 5000, 1000],
+             "include_static_vectors": False}
+    if lang == "zh":
+        embed.update({"@architectures": "spacy_egp.CharBigramEmbed.v1", "bigram_rows": BIGRAM_ROWS})
+    encode = {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": CNN_WIDTH, "window_size": 1,
+              "maxout_pieces": 3, "depth": 4}
+    return {"@architectures": "spacy.Tok2Vec.v2", "embed": embed, "encode": encode}
+
+
 def token_width(config: Config) -> Any:
     """The width of the tok2vec's vectors: the CNN's embed width, or the transformer folder's hidden_size."""
     if not is_transformer(config):
@@ -174,6 +201,7 @@ LEVERS: Dict[str, Lever] = {
     "windows": windows,
     "single_lr": single_lr,
     "no_prior": no_prior,
+    "cnn_features": cnn_features,
 }
 
 
