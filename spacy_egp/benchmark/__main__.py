@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "(own options: relations --help)")
     sub.add_parser("distill", help="a teacher, its CNN student and the CNN on gold alone, on test "
                                    "(own options: distill --help)")
+    sub.add_parser("probe", help="a linear probe per layer of frozen encoders: dev span F1 and tokenisation "
+                                 "(own options: probe --help)")
 
     compare = sub.add_parser("compare", help="train and evaluate EGP, GP, spancat and ner on one dataset")
     compare.add_argument("dataset", help="a name for the results, e.g. cluener")
@@ -89,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # Subcommands with a parser of their own: `python -m spacy_egp.benchmark annotate --help`.
-OWN_PARSERS = {"annotate": "annotation", "recall": "recall", "relations": "relations", "distill": "distillation"}
+OWN_PARSERS = {"annotate": "annotation", "recall": "recall", "relations": "relations", "distill": "distillation",
+               "probe": "probe"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
