@@ -173,6 +173,11 @@ def test_targets_compare_a_pretrained_encoders_egp_with_the_cnn_configs():
     assert "conll2003" not in table.split("EGP (MiniLM)")[-1]  # no CNN run to compare with
     short = format_targets([results("CNN", "genia_small", 0.6321), results("MiniLM", "genia_small", 0.65)], [])
     assert "| +1.79 points | **no** |" in short
+    me5s = results("me5s", "cluener", 0.70)
+    me5s["rows"][0]["dev_best_score"] = 0.7512
+    assert "| EGP (me5s) dev F1 ≥ 75 | cluener | 75.12 | yes |" in format_targets([me5s], [])
+    me5s["rows"][0]["dev_best_score"] = 0.6543
+    assert "| EGP (me5s) dev F1 ≥ 75 | cluener | 65.43 | **no** |" in format_targets([me5s], [])
 
 
 @pytest.mark.parametrize("student_f, verdict", [(0.745, "met"), (0.735, "missed")])
