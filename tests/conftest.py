@@ -1,8 +1,12 @@
+import fcntl
+import os
 import random
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import pytest
 import spacy
@@ -43,6 +47,22 @@ def add_pipe_through_entry_point(factory: str, language: str, report: str = "") 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+@contextmanager
+def one_ray_at_a_time() -> Iterator[None]:
+    """Hold a lock that every test starting a local Ray cluster takes, across pytest-xdist's workers.
+
+    Two clusters started at once on a 2-core machine made three Ray tests hang past their time
+    limit. The lock file is named after xdist's run id, so only the workers of one run share it.
+    """
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+    with open(Path(tempfile.gettempdir()) / f"spacy-egp-tests-ray-{run}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from conftest import nested_examples, train
+from conftest import nested_examples, one_ray_at_a_time, train
 from spacy_egp.cli.annotate import main
 from spacy_egp.data.annotate import AnnotateError, Settings, annotate, relation_records, spans_fields
 from test_component import small_pipeline
@@ -43,9 +43,10 @@ def ray_session() -> Any:
     """One local Ray for the module (annotate reuses a running Ray instead of starting its own)."""
     import ray
 
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with one_ray_at_a_time():
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+        yield ray
+        ray.shutdown()
 
 
 def write_corpus(path: Path, texts: List[str]) -> Dict[int, str]:

@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 import spacy
 
-from conftest import nested_examples
+from conftest import nested_examples, one_ray_at_a_time
 from spacy_egp.cli.annotate import main
 from spacy_egp.data.annotate import AnnotateError, Settings, annotate
 from test_annotate import assert_same_annotations, read_jsonl
@@ -125,8 +126,9 @@ def run_driver(tmp_path: Path, args: Dict[str, Any], env: Optional[Dict[str, str
     environment.setdefault("RAY_raylet_start_wait_time_s", "120")  # Ray's own start on a busy machine
     environment.update(env or {})
     try:
-        return subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True, text=True,
-                              timeout=TIME_LIMIT, env=environment, cwd=tmp_path)
+        with one_ray_at_a_time() if args["engine"] == "ray" else nullcontext():
+            return subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True, text=True,
+                                  timeout=TIME_LIMIT, env=environment, cwd=tmp_path)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"annotate did not end within {TIME_LIMIT} s (a hang). stderr:\n{err.stderr}")
 
