@@ -25,6 +25,8 @@ from test_annotate import assert_same_annotations, read_jsonl
 from test_component import SMALL_TOK2VEC
 
 TIME_LIMIT = 240  # seconds for one subprocess run; a hang fails here instead of holding the test run
+# Ray's runs start a cluster and two actors: 140-180 s each on a loaded 2-core machine under pytest-xdist
+RAY_TIME_LIMIT = 480
 TRIGGER = "KILLME"
 N_RECORDS = 120
 
@@ -125,12 +127,14 @@ def run_driver(tmp_path: Path, args: Dict[str, Any], env: Optional[Dict[str, str
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("OMP_", "EGP_TEST_"))}
     environment.setdefault("RAY_raylet_start_wait_time_s", "120")  # Ray's own start on a busy machine
     environment.update(env or {})
+    on_ray = args["engine"] == "ray"
+    limit = RAY_TIME_LIMIT if on_ray else TIME_LIMIT
     try:
-        with one_ray_at_a_time() if args["engine"] == "ray" else nullcontext():
+        with one_ray_at_a_time() if on_ray else nullcontext():
             return subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True, text=True,
-                                  timeout=TIME_LIMIT, env=environment, cwd=tmp_path)
+                                  timeout=limit, env=environment, cwd=tmp_path)
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"annotate did not end within {TIME_LIMIT} s (a hang). stderr:\n{err.stderr}")
+        pytest.fail(f"annotate did not end within {limit} s (a hang). stderr:\n{err.stderr}")
 
 
 def output_ids(path: Path) -> List[str]:
