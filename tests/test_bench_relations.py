@@ -12,11 +12,12 @@ from spacy.training import Example
 from thinc.api import Config
 
 from spacy_egp.benchmark import relations as bench
+from spacy_egp.benchmark import relations_diagnosis as diagnosis
 from spacy_egp.benchmark.relations_baseline import SCALED_NER_FACTORY, RelationClassifier, candidate_pairs
-from spacy_egp.benchmark.relations_report import format_relations_table
+from spacy_egp.benchmark.relations_report import format_diagnosis_table, format_relations_table
 from spacy_egp.benchmark.report import START, END, write_report
 from spacy_egp.cli.convert import main as convert_main
-from spacy_egp.pipeline.relations import relation_offsets
+from spacy_egp.pipeline.relations import RelationOffsets, relation_offsets, store_relation_offsets
 from spacy_egp.pipeline.gplinker import relations_score
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -197,9 +198,17 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
         rows = [_row("gplinker-egp", f), _row("baseline", f / 2)]
         (results / folder / "relations.json").write_text(json.dumps(
             {"dataset": "conll04", "tok2vec": tok2vec, "template": "t.cfg", "machine": {}, "rows": rows}))
+    diagnosis_row = {"pipeline": "baseline", "dev_best_score": 0.6, "dev_best_step": 10, "dev_last_score": 0.5,
+                     "dev_last_step": 20, "test_relations_f": 0.5, "test_relations_args_found": 0.8,
+                     "test_relations_linked_given_args": 0.625, "test_gold_beyond_distance": 1,
+                     "test_gold_relations": 4, "max_pair_distance": 96, "dev_untuned": {"f": 0.6},
+                     "dev_tuned": {"f": 0.7}, "test_tuned": {"p": 0.5, "r": 0.25, "f": 1 / 3}}
+    (results / "conll04-minilm" / "diagnosis.json").write_text(json.dumps({"rows": [diagnosis_row]}))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold\n{END}\nrest\n")
     write_report(results, readme)
+    assert ("| spaCy ner + pair classifier | 60.00 (10) | 50.00 (20) | 50.00 | 80.00 | 62.50 | 1 of 4 (distance 96) "
+            "| 60.00 → 70.00 | **33.33** (P 50.00 / R 25.00) |") in readme.read_text()
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{END}\nrest\n") and "\nold\n" not in text
     table = format_relations_table(json.loads((results / "conll04-minilm" / "relations.json").read_text()))
@@ -278,3 +287,65 @@ def test_scaled_ner_steps_head_lr_scale_times_as_far_and_loads_back(tmp_path):
     numpy.testing.assert_allclose(steps[10.0], 10 * steps[1.0], rtol=1e-3, atol=1e-7)
     nlp.to_disk(tmp_path / "nlp")
     assert spacy.load(tmp_path / "nlp").get_pipe("bench_scaled_ner").head_lr_scale == 10.0
+
+
+# --------------------------------------------------------------------------
+# Diagnosis
+# --------------------------------------------------------------------------
+
+
+def test_baseline_candidates_count_what_the_pipeline_predicts(baseline_fit, conll04_slice):
+    """At the trained threshold, the candidates' counts give the scorer's strict F of the pipeline's own output."""
+    nlp = spacy.load(baseline_fit[0])
+    name, pipe = diagnosis.relation_component(nlp)
+    examples = diagnosis.given_token_examples(nlp, conll04_slice / "test.spacy")
+    predicted = list(nlp.pipe([eg.predicted.copy() for eg in examples]))
+    scored = relations_score([Example(p, eg.reference) for p, eg in zip(predicted, examples)])
+    candidates = diagnosis.baseline_candidates(nlp, name, [Example(eg.predicted.copy(), eg.reference)
+                                                           for eg in examples], floor=-20.0)
+    counted = diagnosis.micro_prf(diagnosis.counts_for(candidates, diagnosis.current_logits(pipe)))
+    assert scored["relations_f"] > 0.2
+    assert counted["f"] == pytest.approx(scored["relations_f"], abs=1e-9)
+    assert counted["p"] == pytest.approx(scored["relations_p"], abs=1e-9)
+    # no threshold at all predicts nothing; every gold relation of a type is counted once
+    nothing = diagnosis.counts_for(candidates, {})
+    assert all(tp == pred == 0 for tp, pred, _ in nothing.values())
+    assert sum(gold for _, _, gold in nothing.values()) == sum(len(relation_offsets(eg.reference)) for eg in examples)
+
+
+def test_diagnosis_of_a_finished_run(baseline_fit, conll04_slice, tmp_path):
+    output = tmp_path / "run"
+    for folder in ("parts", "logs", "training/baseline"):
+        (output / folder).mkdir(parents=True)
+    (output / "parts" / "baseline.json").write_text("{}")
+    (output / "logs" / "baseline.jsonl").write_text('{"step": 30, "score": 0.4}\n{"step": 60, "score": 0.3}\n')
+    (output / "training" / "baseline" / "model-best").symlink_to(baseline_fit[0])
+    (output / "training" / "gplinker-egp" / "model-best").mkdir(parents=True)  # no part: cut short, left out
+    row, = diagnosis.diagnose(output, corpus=conll04_slice)["rows"]
+    assert row["pipeline"] == "baseline" and (row["dev_best_step"], row["dev_last_step"]) == (30, 60)
+    classifier = spacy.load(baseline_fit[0]).get_pipe(bench.BASELINE_RELATIONS)
+    assert row["max_pair_distance"] == classifier.cfg["max_pair_distance"] and row["test_gold_beyond_distance"] == 0
+    assert row["test_gold_relations"] == sum(len(relation_offsets(d)) for d in
+                                             DocBin().from_disk(conll04_slice / "test.spacy").get_docs(
+                                                 spacy.blank("en").vocab))
+    # dev and test are the same slice here: the thresholds tuned on dev give the same F on test, and no worse
+    assert row["dev_tuned"]["f"] >= row["dev_untuned"]["f"] and row["dev_tuned"] == row["test_tuned"]
+    assert row["dev_untuned"]["f"] == pytest.approx(row["test_relations_f"], abs=1e-9)
+    assert set(row["tuned_probability_thresholds"]) <= set(classifier.labels)
+    table = format_diagnosis_table(json.loads((output / "diagnosis.json").read_text()))
+    assert table.splitlines()[2].startswith("| spaCy ner + pair classifier | 40.00 (30) | 30.00 (60) |")
+
+
+def test_gold_beyond_the_pair_distance():
+    vocab = spacy.blank("en").vocab
+    doc = Doc(vocab, words=[str(i) for i in range(30)])
+    store_relation_offsets(doc, [RelationOffsets(0, 1, "Peop", "Kill", 4, 5, "Peop"),  # starts 4 apart
+                                 RelationOffsets(0, 1, "Peop", "Live_In", 20, 21, "Loc"),  # 20 apart
+                                 RelationOffsets(2, 9, "Org", "OrgBased_In", 5, 6, "Loc")])  # starts 3, ends 3
+    examples = [Example(doc, doc)]
+    assert diagnosis.beyond_distance(examples, 5, ends_too=False) == (1, 3)
+    assert diagnosis.beyond_distance(examples, 2, ends_too=False) == (3, 3)
+    doc2 = Doc(vocab, words=[str(i) for i in range(30)])
+    store_relation_offsets(doc2, [RelationOffsets(2, 12, "Org", "OrgBased_In", 5, 6, "Loc")])  # starts 3, ends 6
+    assert diagnosis.beyond_distance([Example(doc2, doc2)], 4, ends_too=False) == (0, 1)
+    assert diagnosis.beyond_distance([Example(doc2, doc2)], 4, ends_too=True) == (1, 1)

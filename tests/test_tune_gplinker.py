@@ -106,3 +106,15 @@ def test_relation_tuning_needs_a_gplinker_and_relations(trained):
     other.add_pipe("efficient_globalpointer")
     with pytest.raises(TuneError, match="gplinker"):
         tune_relation_thresholds(other, examples)
+
+
+def test_diagnosis_tunes_a_gplinker_on_dev(trained):
+    """benchmark relations-diagnosis on a gplinker: its entity and relation thresholds tuned on dev, then test."""
+    from spacy_egp.benchmark.relations_diagnosis import diagnose_pipeline
+
+    dev = trained / "dev60.spacy"
+    row = diagnose_pipeline(trained / "model", dev, dev)
+    assert row["max_pair_distance"] == spacy.load(trained / "model").get_pipe("gplinker").max_pair_distance
+    assert row["test_relations_f"] > 0
+    assert row["dev_tuned"]["f"] >= row["dev_untuned"]["f"] and row["dev_tuned"] == row["test_tuned"]
+    assert row["test_tuned"]["f"] >= row["test_relations_f"]  # entity and relation thresholds tuned on these docs

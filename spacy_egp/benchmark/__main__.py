@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "(own options: relations --help)")
     sub.add_parser("distill", help="a teacher, its CNN student and the CNN on gold alone, on test "
                                    "(own options: distill --help)")
+    sub.add_parser("relations-diagnosis", help="where a relations run's errors come from: dev curve, entity vs "
+                                               "linking recall, distance, dev-tuned thresholds (own options)")
     sub.add_parser("probe", help="a linear probe per layer of frozen encoders: dev span F1 and tokenisation "
                                  "(own options: probe --help)")
 
@@ -92,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # Subcommands with a parser of their own: `python -m spacy_egp.benchmark annotate --help`.
 OWN_PARSERS = {"annotate": "annotation", "recall": "recall", "relations": "relations", "distill": "distillation",
-               "probe": "probe"}
+               "probe": "probe", "relations-diagnosis": "relations_diagnosis"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -96,13 +96,47 @@ def format_relation_targets(all_results: List[Dict[str, Any]]) -> str:
     return "\n".join(["| target | dataset | measured | met |", "|---|---|---|---|"] + lines) if lines else ""
 
 
+def format_diagnosis_table(diagnosis: Dict[str, Any]) -> str:
+    """One row per pipeline of a diagnosis.json (`benchmark relations-diagnosis`): where the errors come from."""
+    header = ["pipeline", "dev best (step)", "dev last (step)", "test strict F", "gold args found",
+              "linked, given args", "gold beyond max_pair_distance (test)", "dev F, thresholds tuned on dev",
+              "test strict F, thresholds tuned on dev"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in diagnosis["rows"]:
+        cells = [
+            NAMES.get(row["pipeline"], row["pipeline"]),
+            f"{_pct(row['dev_best_score'])} ({row['dev_best_step']:,})",
+            f"{_pct(row['dev_last_score'])} ({row['dev_last_step']:,})",
+            _pct(row["test_relations_f"]), _pct(row["test_relations_args_found"]),
+            _pct(row["test_relations_linked_given_args"]),
+            f"{row['test_gold_beyond_distance']} of {row['test_gold_relations']} (distance {row['max_pair_distance']})",
+            f"{_pct(row['dev_untuned']['f'])} → {_pct(row['dev_tuned']['f'])}",
+            f"**{_pct(row['test_tuned']['f'])}** (P {_pct(row['test_tuned']['p'])} / R {_pct(row['test_tuned']['r'])})",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+DIAGNOSIS_CAPTION = (
+    "Where the errors come from (`python -m spacy_egp.benchmark relations-diagnosis`, the trained pipelines above "
+    "re-read on the dataset's tokens): the dev curve's best and last evaluation; recall split into gold relations "
+    "whose two arguments are predicted entities and the share of those linked; gold relations farther apart than "
+    "the pipeline's `max_pair_distance` (unreachable at any threshold); and each relation type's threshold tuned "
+    "on dev with the exact search of `spacy egp tune` (gplinker's entity thresholds first), then applied to test. "
+    "The baseline's single classifier threshold is tuned per type the same way."
+)
+
+
 def relation_sections(results_dir: Path) -> List[str]:
-    """Heading, caption and table of each results/*/relations.json, and the targets."""
-    all_results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/relations.json"))]
-    all_results = [r for r in all_results if r.get("rows")]
+    """Heading, caption and table of each results/*/relations.json, its diagnosis where run, and the targets."""
+    paths = [p for p in sorted(results_dir.glob("*/relations.json")) if json.loads(p.read_text()).get("rows")]
+    all_results = [json.loads(p.read_text()) for p in paths]
     parts: List[str] = []
-    for results in all_results:
+    for path, results in zip(paths, all_results):
         parts += [relations_heading(results), format_relations_table(results)]
+        diagnosis = path.parent / "diagnosis.json"
+        if diagnosis.exists():
+            parts += [DIAGNOSIS_CAPTION, format_diagnosis_table(json.loads(diagnosis.read_text()))]
     targets = format_relation_targets(all_results)
     if targets:
         parts += ["### Relation targets (issue 19, MiniLM, test)", targets]
