@@ -4,10 +4,18 @@ The template is a dataset's EGP config from configs/ (e.g. configs/cluener_cnn.c
 Every pipeline keeps the template's [nlp], [training] (seed, batcher, optimizer,
 max_steps) and [corpora], and the *same* tok2vec block: only the component
 after the tok2vec changes. That is what makes the comparison fair.
+
+A context layer is a head option of efficient_globalpointer (`model.context`, a
+BiLSTM in the CNN configs). spancat and ner have no such option, so the
+benchmark moves the template's context into the shared tok2vec (Thinc's
+`chain.v1` of the tok2vec and the context): all four pipelines read the same
+contextual vectors and the table compares heads. EGP's own model is the same
+chain either way (tok2vec, context, head); only where its parameters are
+counted moves, from the head to the tok2vec.
 """
 
 import copy
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import numpy
 from spacy.tokens import Doc
@@ -37,7 +45,11 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     components = config["components"]
     egp = components.pop(EGP_COMPONENT)
     # resolved, because its ${...} references name the EGP component, which the others lack
-    tok2vec = template.interpolate()["components"][EGP_COMPONENT]["model"]["tok2vec"]
+    resolved = template.interpolate()["components"][EGP_COMPONENT]["model"]
+    tok2vec = shared_tok2vec(resolved["tok2vec"], resolved.get("context"))
+    if "context" in egp["model"]:
+        egp["model"].pop("context")
+        egp["model"]["tok2vec"] = copy.deepcopy(tok2vec)
     if name == "egp":
         components[EGP_COMPONENT] = egp
     elif name == "gp":
@@ -58,6 +70,13 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     training["score_weights"] = _score_weights(name)
     training["logger"] = {"@loggers": "spacy_egp.ThroughputLogger.v1", "log_path": log_path}
     return config
+
+
+def shared_tok2vec(tok2vec: Dict[str, Any], context: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The tok2vec every pipeline reads: the template's, followed by its head's context layer if any."""
+    if context is None:
+        return copy.deepcopy(tok2vec)
+    return {"@layers": "chain.v1", "*": {"tok2vec": copy.deepcopy(tok2vec), "context": copy.deepcopy(context)}}
 
 
 def fit_schedule(optimizer: Dict[str, Any], max_steps: int) -> None:
