@@ -81,6 +81,16 @@ def test_prior(zh_template: Config, baseline: Config) -> None:
     assert diff == {f"{MODEL}.span_prior": (None, 0.01)}
 
 
+def test_gp(zh_template: Config, baseline: Config) -> None:
+    variant = build_config(zh_template, "combined:gp+context", max_steps=STEPS, eval_frequency=EVAL)
+    diff = _diff(baseline, variant)
+    assert diff.pop(f"{MODEL}.@architectures") == ("spacy_egp.EfficientGlobalPointer.v2", "spacy_egp.GlobalPointer.v2")
+    assert f"{MODEL}.span_prior" in _flat(baseline) and f"{MODEL}.span_prior" not in _flat(variant)  # no label term
+    assert set(diff) == {f"{MODEL}.context.{key}" for key in ("@architectures", "width", "depth", "dropout")}
+    with pytest.raises(ValueError, match="GlobalPointer has no label term"):
+        build_config(zh_template, "combined:gp+prior", max_steps=STEPS, eval_frequency=EVAL)
+
+
 def test_window2(zh_template: Config, baseline: Config) -> None:
     diff = _diff(baseline, build_config(zh_template, "window2", max_steps=STEPS, eval_frequency=EVAL))
     assert diff == {f"{TOK2VEC}.encode.window_size": (1, 2)}

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional
 from thinc.api import Config
 
 COMPONENT = "efficient_globalpointer"
+GP_ARCHITECTURE = "spacy_egp.GlobalPointer.v2"
 MODEL = ("components", COMPONENT, "model")
 TOK2VEC = MODEL + ("tok2vec",)
 WIDTH_REF = "${components.efficient_globalpointer.model.tok2vec.embed.width}"
@@ -95,7 +96,17 @@ def schedule(config: Config, max_steps: int) -> None:
 
 def prior(config: Config, max_steps: int) -> None:
     """Label biases initialised to the log-odds of a 1 % span prior."""
-    _section(config, MODEL)["span_prior"] = 0.01
+    model = _section(config, MODEL)
+    if model["@architectures"] == GP_ARCHITECTURE:
+        raise ValueError("the prior lever sets EGP's label biases: GlobalPointer has no label term (drop `gp`)")
+    model["span_prior"] = 0.01
+
+
+def gp(config: Config, max_steps: int) -> None:
+    """The original GlobalPointer head instead of EGP: a q/k projection per label, no label term (so no prior)."""
+    model = _section(config, MODEL)
+    model["@architectures"] = GP_ARCHITECTURE
+    model.pop("span_prior", None)
 
 
 def bilstm(config: Config, max_steps: int) -> None:
@@ -202,6 +213,7 @@ LEVERS: Dict[str, Lever] = {
     "single_lr": single_lr,
     "no_prior": no_prior,
     "cnn_features": cnn_features,
+    "gp": gp,
 }
 
 
