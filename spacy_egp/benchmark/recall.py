@@ -4,8 +4,10 @@
 
 Reads each gold span's own logit from the component's band (no decoding), so
 it also shows how far below the threshold the misses are: recall at the
-probabilities 0.5, 0.27 and 0.12 (logits 0, -1, -2). Written for the
-`efficient_globalpointer` component.
+probabilities 0.5, 0.27 and 0.12 (logits 0, -1, -2). Then the other side: the
+spans the pipeline writes (decoded, at its thresholds and cap), by span length,
+with their precision and how many of the wrong ones overlap a gold span. Written
+for the `efficient_globalpointer` component.
 """
 
 import argparse
@@ -81,6 +83,32 @@ GROUPINGS: Dict[str, Callable[[dict], str]] = {
 }
 
 
+def predicted_rows(model: str, data: str, spans_key: Optional[str] = None) -> List[dict]:
+    """One row per span the pipeline writes: its length, whether it is gold, whether it overlaps a gold span."""
+    nlp = spacy.load(model)
+    name = next(name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == FACTORY)
+    key = spans_key or nlp.get_pipe(name).key
+    gold_docs = list(DocBin().from_disk(data).get_docs(nlp.vocab))
+    rows = []
+    for doc, gold in zip(nlp.pipe(nlp.make_doc(g.text) for g in gold_docs), gold_docs):
+        spans = {(s.start_char, s.end_char, s.label_) for s in gold.spans.get(key, [])}
+        for span in doc.spans.get(key, []):
+            rows.append({"length": len(span), "correct": (span.start_char, span.end_char, span.label_) in spans,
+                         "overlaps_gold": any(start < span.end_char and span.start_char < end
+                                              for start, end, _ in spans)})
+    return rows
+
+
+def precision_table(rows: List[dict]) -> Dict[str, dict]:
+    """Per span-length bucket: spans predicted, precision, wrong ones overlapping a gold span."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[_length_bucket(row["length"])].append(row)
+    return {group: {"predicted": len(members), "precision": sum(r["correct"] for r in members) / len(members),
+                    "wrong_overlapping_gold": sum(r["overlaps_gold"] and not r["correct"] for r in members)}
+            for group, members in sorted(groups.items(), key=lambda item: _order(item[0]))}
+
+
 def recall_table(rows: List[dict]) -> Dict[str, Dict[str, dict]]:
     """Per grouping and group: gold count and recall at each logit cut."""
     table = {}
@@ -96,13 +124,20 @@ def recall_table(rows: List[dict]) -> Dict[str, Dict[str, dict]]:
     return table
 
 
-def format_markdown(table: Dict[str, Dict[str, dict]], title: str) -> str:
+def format_markdown(table: Dict[str, Dict[str, dict]], title: str,
+                    precision: Optional[Dict[str, dict]] = None) -> str:
     lines = [f"#### {title}", ""]
     for grouping, groups in table.items():
         lines += [f"| {grouping} | gold | recall at p 0.5 | at p 0.27 | at p 0.12 |", "|---|---|---|---|---|"]
         for group, row in groups.items():
             cuts = " | ".join(f"{100 * row[f'recall_at_logit_{cut:g}']:.1f}" for cut in LOGIT_CUTS)
             lines.append(f"| {group} | {row['n']:,} | {cuts} |")
+        lines.append("")
+    if precision:
+        lines += ["| predicted span length (tokens) | predicted | precision | wrong, overlapping a gold span |",
+                  "|---|---|---|---|"]
+        lines += [f"| {group} | {row['predicted']:,} | {100 * row['precision']:.1f} | {row['wrong_overlapping_gold']:,} |"
+                  for group, row in precision.items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -117,9 +152,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
     table = recall_table(gold_span_logits(args.model, args.data, args.spans_key))
+    precision = precision_table(predicted_rows(args.model, args.data, args.spans_key))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"model": args.model, "data": args.data, "table": table}, indent=2))
-    markdown = format_markdown(table, args.title or f"Recall of {args.model} on {args.data}")
+    args.output.write_text(json.dumps({"model": args.model, "data": args.data, "table": table,
+                                       "precision_by_length": precision}, indent=2))
+    markdown = format_markdown(table, args.title or f"Recall of {args.model} on {args.data}", precision)
     args.output.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
 

@@ -322,7 +322,7 @@ def write_report(results_dir: Path, readme: Path) -> None:
     # the tables of `benchmark recall` (written beside their JSON)
     recall = [p.read_text().strip() for p in sorted((results_dir / "ablation").glob("*recall*.md"))]
     if recall:
-        recall.insert(0, "### Where EGP misses: recall of the CMeEE-5k dev gold spans by span length (`benchmark recall`)")
+        recall.insert(0, "### Where the span models miss and over-predict (`benchmark recall`): recall of the dev gold spans, precision of the predicted ones")
     annotate = results_dir / "annotate.md"
     if annotate.exists():  # written by `benchmark annotate`; its title becomes a subsection
         recall.append("### " + annotate.read_text().strip().lstrip("# "))
