@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Set, Tuple
 
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, DocBin
 from spacy.util import minibatch
 from thinc.api import Model
 
@@ -52,6 +52,11 @@ def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256) ->
         "head_share_of_inference": (component_seconds - tok2vec_seconds) / pipe_seconds,
         "inference_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def given_tokens(doc: Doc, vocab: Any) -> Doc:
+    """A fresh doc of `doc`'s own tokens (the dataset's), text and whitespace kept, nothing else."""
+    return Doc(vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
 
 
 def prf(gold: Set[SpanKey], pred: Set[SpanKey], gold_all: Set[SpanKey] = None) -> Dict[str, float]:

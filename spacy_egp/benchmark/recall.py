@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy
 import spacy
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 
 from ..ml.util import doc_starts
 from ..pipeline.nesting import nesting
@@ -28,7 +28,13 @@ FACTORY = "efficient_globalpointer"
 
 
 def gold_span_logits(model: str, data: str, spans_key: Optional[str] = None, batch_size: int = 64) -> List[dict]:
-    """One row per gold span with a cell: label, length, doc length, nesting and its logit."""
+    """One row per gold span with a cell: label, length, doc length, nesting and its logit.
+
+    The pipeline reads each doc's text through its own tokenizer, as it does for
+    a user (and in training, unless gold_preproc); each gold span is found in
+    those tokens by its characters, as spaCy's scorer aligns them. A span whose
+    boundaries fall inside a token has no cell: logit -inf, a miss at any threshold.
+    """
     nlp = spacy.load(model)
     name = next(name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == FACTORY)
     pipe = nlp.get_pipe(name)
@@ -37,26 +43,26 @@ def gold_span_logits(model: str, data: str, spans_key: Optional[str] = None, bat
     rows = []
     for i in range(0, len(gold_docs), batch_size):
         batch = gold_docs[i : i + batch_size]
-        band = pipe.model.ops.to_numpy(pipe.predict([nlp.make_doc(doc.text) for doc in batch]).dataXd)
-        for doc, offset in zip(batch, doc_starts(numpy, [len(doc) for doc in batch]).tolist()):
-            rows.extend(_doc_rows(doc, key, band, offset, pipe.labels))
+        docs = list(nlp.pipe((doc.text for doc in batch), disable=[name]))
+        band = pipe.model.ops.to_numpy(pipe.predict(docs).dataXd)
+        for gold, doc, offset in zip(batch, docs, doc_starts(numpy, [len(doc) for doc in docs]).tolist()):
+            rows.extend(_doc_rows(gold, doc, key, band[offset : offset + len(doc)], pipe.labels))
     return rows
 
 
-def _doc_rows(doc, key: str, band: numpy.ndarray, offset: int, labels: Sequence[str]) -> List[dict]:
-    spans = [span for span in doc.spans.get(key, []) if 0 < len(span) <= band.shape[1] and span.label_ in labels]
+def _doc_rows(gold: Doc, doc: Doc, key: str, band: numpy.ndarray, labels: Sequence[str]) -> List[dict]:
+    """gold's spans (its own tokens: length, nesting) with the logit of their cell in doc's band."""
+    spans = [span for span in gold.spans.get(key, []) if 0 < len(span) <= band.shape[1] and span.label_ in labels]
     found = nesting((span.start, span.end) for span in spans)
-    return [
-        {
-            "label": span.label_,
-            "length": len(span),
-            "doc_length": len(doc),
-            "inside": (span.start, span.end) in found.inside,
-            "contains": (span.start, span.end) in found.containing,
-            "logit": float(band[offset + span.start, len(span) - 1, labels.index(span.label_)]),
-        }
-        for span in spans
-    ]
+    rows = []
+    for span in spans:
+        cell = doc.char_span(span.start_char, span.end_char)
+        logit = (float(band[cell.start, len(cell) - 1, labels.index(span.label_)])
+                 if cell is not None and len(cell) <= band.shape[1] else -numpy.inf)
+        rows.append({"label": span.label_, "length": len(span), "doc_length": len(gold),
+                     "inside": (span.start, span.end) in found.inside,
+                     "contains": (span.start, span.end) in found.containing, "logit": logit})
+    return rows
 
 
 def _length_bucket(length: int) -> str:
@@ -90,7 +96,7 @@ def predicted_rows(model: str, data: str, spans_key: Optional[str] = None) -> Li
     key = spans_key or nlp.get_pipe(name).key
     gold_docs = list(DocBin().from_disk(data).get_docs(nlp.vocab))
     rows = []
-    for doc, gold in zip(nlp.pipe(nlp.make_doc(g.text) for g in gold_docs), gold_docs):
+    for doc, gold in zip(nlp.pipe(g.text for g in gold_docs), gold_docs):
         spans = {(s.start_char, s.end_char, s.label_) for s in gold.spans.get(key, [])}
         for span in doc.spans.get(key, []):
             rows.append({"length": len(span), "correct": (span.start_char, span.end_char, span.label_) in spans,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 import spacy
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import DocBin
 from thinc.api import Config
 
 from ..data.datasets import file_sha256
@@ -303,17 +303,16 @@ def evaluate_relations(model: str, test: str, batch_size: int = 256) -> Dict[str
     this process's threads (one, from the runner), best of 3.
     """
     from ..pipeline.gplinker import relations_score
-    from .evaluation import _fastest
+    from .evaluation import _fastest, given_tokens
     from spacy.training import Example
 
     nlp = spacy.load(model)
     gold = list(DocBin().from_disk(test).get_docs(nlp.vocab))
     texts = [doc.text for doc in gold]
-    given_tokens = [Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
-                    for doc in gold]
+    on_given_tokens = [given_tokens(doc, nlp.vocab) for doc in gold]
     list(nlp.pipe(texts[:32], batch_size=batch_size))  # warm-up: first calls allocate
     on_text, seconds = _fastest(lambda: list(nlp.pipe(texts, batch_size=batch_size)))
-    on_tokens = list(nlp.pipe(given_tokens, batch_size=batch_size))
+    on_tokens = list(nlp.pipe(on_given_tokens, batch_size=batch_size))
     scores = relations_score([Example(p, g) for p, g in zip(on_tokens, gold)], spans_key=SPANS_KEY)
     spacy_tokens = relations_score([Example(p, g) for p, g in zip(on_text, gold)], spans_key=SPANS_KEY)
     row = {f"test_{key}": scores[key] for key in (

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import DocBin
 from spacy.training import Example
 
 from ..ml.util import probability_to_logit
@@ -39,6 +39,7 @@ from ..pipeline.gplinker import GPLinker, relation_key, relation_keys, relations
 from ..pipeline.relations import RelationOffsets, relation_offsets
 from ..pipeline.thresholds import (DEFAULT_FLOOR, Candidates, counts_at, relation_candidates, run_upstream,
                                    search_floor, tune_label, tune_thresholds)
+from .evaluation import given_tokens
 from .relations import PIPELINES, SPANS_KEY
 from .relations_baseline import RelationClassifier, candidate_pairs
 
@@ -48,8 +49,7 @@ Counts = Dict[str, Tuple[int, int, int]]  # relation type -> (true positives, pr
 def given_token_examples(nlp: Language, path: Path) -> List[Example]:
     """The corpus's docs as examples whose predicted docs keep the dataset's tokens."""
     gold = list(DocBin().from_disk(path).get_docs(nlp.vocab))
-    return [Example(Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]), doc)
-            for doc in gold]
+    return [Example(given_tokens(doc, nlp.vocab), doc) for doc in gold]
 
 
 def dev_curve(log: Path) -> Dict[str, Any]:
