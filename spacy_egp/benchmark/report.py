@@ -191,7 +191,8 @@ def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "BiLSTM as a context layer of the EGP head's own (`context` of `EfficientGlobalPointer.v2`), after the "
         "unchanged CNN; `bigram` = "
         "`spacy_egp.CharBigramEmbed.v1` (left and right character bigrams added to MultiHashEmbed); `windows` = "
-        "`corpora.train.max_length = 256`."
+        "`corpora.train.max_length = 256`; `gp` = the original GlobalPointer head in place of EGP's "
+        "(`GlobalPointer.v2`: a q/k projection per label, no label term, so no prior)."
     )
     notes = [f"- {s['dataset']}: {note}" for s in summaries for note in s.get("notes", [])]
     for s in summaries:
