@@ -12,7 +12,7 @@ from spacy.training import Example
 from thinc.api import Config
 
 from spacy_egp.benchmark.ablation import LEVERS, build_config, lever_names, parse_console_log, run_ablation, sentence_stats
-from spacy_egp.benchmark.report import ablation_section, format_ablation_table
+from spacy_egp.benchmark.report import ablation_section, format_ablation_table, plateau_ablation_section
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MODEL = "components.efficient_globalpointer.model"
@@ -131,7 +131,7 @@ def test_combined_is_the_union(zh_template: Config, baseline: Config) -> None:
         lever_names("combined:prior+nope")
 
 
-@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr", "cnn_features"}))
+@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr", "cnn_features", "words"}))
 @pytest.mark.parametrize("dataset", ["cluener", "cmeee5k", "genia_small", "msra"])
 def test_every_variant_config_loads(dataset: str, lever: str) -> None:
     """Each variant is a valid spaCy training config (filled and validated, not trained)."""
@@ -140,6 +140,70 @@ def test_every_variant_config_loads(dataset: str, lever: str) -> None:
     again = Config().from_str(config.to_str(interpolate=False), interpolate=False)
     assert again == config  # what is written to disk is what was built
     spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def _shipped(template: Config, lever: str) -> Config:
+    return build_config(template, lever, max_steps=STEPS, eval_frequency=EVAL, reference="shipped")
+
+
+def test_the_shipped_reference_is_the_template_at_the_budget(zh_template: Config) -> None:
+    assert _diff(zh_template, _shipped(zh_template, "shipped")) == {
+        "training.max_steps": (6000, STEPS), "training.eval_frequency": (500, EVAL),
+        "training.optimizer.learn_rate.total_steps": (6000, STEPS)}
+    with pytest.raises(ValueError, match="unknown reference 'best'"):
+        build_config(zh_template, "prior", max_steps=STEPS, eval_frequency=EVAL, reference="best")
+
+
+@pytest.mark.parametrize("lever,expected", [
+    ("dropout2", {"training.dropout": (0.1, 0.2)}),
+    ("weight_decay", {"training.optimizer.L2": (0.01, 0.1)}),
+    ("averages", {"training.optimizer.use_averages": (False, True)}),
+    ("context2", {f"{MODEL}.context.depth": (1, 2)}),
+    ("words", {f"{TOK2VEC}.embed.@architectures": ("spacy_egp.CharBigramEmbed.v1", "spacy_egp.CharBigramEmbed.v2"),
+               f"{TOK2VEC}.embed.segmenter": (None, "jieba"), f"{TOK2VEC}.embed.word_rows": (None, 20000)}),
+])
+def test_plateau_levers_change_one_thing(zh_template: Config, lever: str, expected: Dict[str, tuple]) -> None:
+    assert _diff(_shipped(zh_template, "shipped"), _shipped(zh_template, lever)) == expected
+
+
+def _one_update(config: Config, drop: float) -> spacy.language.Language:
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    doc = nlp.make_doc("王小明在北京大学读书。")
+    doc.spans["sc"] = [Span(doc, 4, 8, label="ORG")]
+    example = Example(nlp.make_doc(doc.text), doc)
+    optimizer = nlp.initialize(lambda: [example])
+    losses = nlp.update([example], sgd=optimizer, drop=drop)
+    assert all(math.isfinite(value) and value > 0 for value in losses.values()), losses
+    return nlp
+
+
+def test_head_dropout_follows_the_context_layer_and_takes_the_training_rate(zh_template: Config) -> None:
+    config = _shipped(zh_template, "combined:head_dropout+context2")
+    context = config.interpolate()["components"]["efficient_globalpointer"]["model"]["context"]
+    assert context["@layers"] == "chain.v1"
+    assert context["*"]["context"]["@architectures"] == "spacy.TorchBiLSTMEncoder.v1"
+    assert context["*"]["context"]["depth"] == 2  # context2 finds the BiLSTM inside the chain
+    assert context["*"]["dropout"] == {"@layers": "Dropout.v1", "rate": 0.1}
+    nlp = _one_update(config, drop=0.3)
+    model = nlp.get_pipe("efficient_globalpointer").model
+    (context_chain,) = [node for node in model.walk() if node.name == "with_padded(with_padded(pytorch))>>dropout"]
+    assert context_chain.layers[-1].attrs["dropout_rate"] == 0.3  # spaCy's drop reaches the head's input
+    without_context = Config(zh_template)
+    without_context["components"]["efficient_globalpointer"]["model"].pop("context")
+    bare = _shipped(without_context, "head_dropout")["components"]["efficient_globalpointer"]["model"]["context"]
+    assert bare == {"@layers": "Dropout.v1", "rate": 0.1}
+
+
+def test_words_adds_jieba_to_the_bigram_embed_and_trains(zh_template: Config) -> None:
+    _one_update(_shipped(zh_template, "words"), drop=0.1)
+    embed = build_config(zh_template, "combined:bigram+words", max_steps=STEPS,
+                         eval_frequency=EVAL)["components"]["efficient_globalpointer"]["model"]["tok2vec"]["embed"]
+    assert embed["@architectures"] == "spacy_egp.CharBigramEmbed.v2" and embed["segmenter"] == "jieba"
+    with pytest.raises(ValueError, match="combine it with bigram"):
+        build_config(zh_template, "words", max_steps=STEPS, eval_frequency=EVAL)
+    genia = Config().from_disk(CONFIGS / "genia_small_cnn.cfg", interpolate=False)
+    with pytest.raises(ValueError, match="zh config"):
+        _shipped(genia, "words")
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +354,21 @@ def test_finished_runs_are_reused_and_tabled(tmp_path: Path) -> None:
     assert "| prior | 70.00 / 40.00 / **53.00** (+3.00) @500, 2 min |" in table
     section = "\n\n".join(ablation_section([summary]))
     assert "Dev split only" in section and "windows skipped" in section
+
+
+def test_levers_on_the_shipped_config_are_tabled_against_it(tmp_path: Path) -> None:
+    results, models = tmp_path / "results", tmp_path / "models"
+    _fake_run(results, models, "toy", "shipped", 0.70)
+    _fake_run(results, models, "toy", "averages", 0.72)
+    summary = run_ablation("toy", template=CONFIGS / "cluener_cnn.cfg", corpus=tmp_path, levers=["averages"],
+                           max_steps=STEPS, eval_frequency=EVAL, results=results, models=models, reference="shipped")
+    assert summary["reference"] == "shipped"
+    assert [row["lever"] for row in summary["rows"]] == ["shipped", "averages"]
+    shipped_config = Config().from_disk(results / "toy" / "shipped" / "config.cfg", interpolate=False)
+    assert shipped_config["components"]["efficient_globalpointer"]["model"]["span_prior"] == 0.01
+    section = "\n\n".join(plateau_ablation_section([summary]))
+    assert "levers on the shipped config" in section
+    assert "| averages | 70.00 / 40.00 / **72.00** (+2.00) @500, 2 min |" in section
 
 
 def test_sentence_stats(tmp_path: Path) -> None:

@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     ablation.add_argument("--template", type=Path, required=True, help="the dataset's EGP config, e.g. configs/cluener_cnn.cfg")
     ablation.add_argument("--corpus", type=Path, required=True, help="folder with train.spacy and dev.spacy")
     ablation.add_argument("--levers", nargs="+", default=["schedule", "prior", "window2"],
-                          help="lever names (see ablation.LEVERS) or combined:a+b; the baseline always runs")
+                          help="lever names (see ablation.LEVERS) or combined:a+b; the reference always runs")
+    ablation.add_argument("--reference", choices=["baseline", "shipped"], default="baseline",
+                          help="the row every lever is measured against: the default before the accuracy levers "
+                               "(baseline) or the template as it is (shipped)")
     ablation.add_argument("--max-steps", type=int, required=True)
     ablation.add_argument("--eval-frequency", type=int, default=250)
     ablation.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")
@@ -122,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         summary = run_ablation(args.dataset, template=args.template, corpus=args.corpus, levers=args.levers,
                                max_steps=args.max_steps, eval_frequency=args.eval_frequency, jobs=args.jobs,
-                               output=args.output, models=args.models,
+                               output=args.output, models=args.models, reference=args.reference,
                                overrides=dict(item.split("=", 1) for item in args.set))
         print(format_ablation_table([summary]))
     elif args.command == "long-docs":

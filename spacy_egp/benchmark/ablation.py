@@ -1,9 +1,11 @@
 """Accuracy ablation: one change at a time against today's default EGP config.
 
 Every lever is a small function in `LEVERS` that edits a copy of the
-(uninterpolated) template config; `baseline` is applied first to every
-variant, so that each row differs from the baseline row by exactly one
-lever (or, for `combined`, by the levers named in it). Each variant is
+(uninterpolated) template config. The reference row is either `baseline`
+(the default before the accuracy levers, applied first to every variant)
+or `shipped` (the template as it is, for levers on top of today's config);
+each row differs from the reference row by exactly one lever (or, for
+`combined`, by the levers named in it). Each variant is
 trained by `spacy train` in its own process with the same seed, steps and
 evaluation frequency; the dev scores are the ones spaCy's training loop
 computed (model-best/meta.json "performance" and the console log), never
@@ -44,7 +46,12 @@ WINDOW_MAX_LENGTH = 256
 BILSTM_DEPTH = 1
 BIGRAM_ROWS = 20000
 CNN_WIDTH = 96
+BIGRAM_EMBEDS = ("spacy_egp.CharBigramEmbed.v1", "spacy_egp.CharBigramEmbed.v2")
 MODELS_ROOT = Path("/tmp/ablation")
+REFERENCES = ("baseline", "shipped")
+HEAD_DROPOUT = 0.1
+STRONG_DROPOUT = 0.2
+STRONG_WEIGHT_DECAY = 0.1
 
 Lever = Callable[[Config, int], None]
 
@@ -78,9 +85,10 @@ def baseline(config: Config, max_steps: int) -> None:
     model["span_prior"] = None
     model.pop("context", None)
     embed = _section(config, TOK2VEC)["embed"]
-    if embed["@architectures"] == "spacy_egp.CharBigramEmbed.v1":
+    if embed["@architectures"] in BIGRAM_EMBEDS:
         embed["@architectures"] = "spacy.MultiHashEmbed.v2"
-        embed.pop("bigram_rows", None)
+        for key in ("bigram_rows", "bigram_attr", "segmenter", "word_rows"):
+            embed.pop(key, None)
     config["training"]["optimizer"]["learn_rate"] = BASE_LEARN_RATE
 
 
@@ -129,6 +137,47 @@ def context(config: Config, max_steps: int) -> None:
     }
 
 
+def context2(config: Config, max_steps: int) -> None:
+    """The head's BiLSTM context layer two layers deep instead of one (added if the config has none)."""
+    model = _section(config, MODEL)
+    if "context" not in model:
+        context(config, max_steps)
+    layer = model["context"]
+    if layer.get("@layers") == "chain.v1":  # head_dropout came first
+        layer = layer["*"]["context"]
+    layer["depth"] = 2
+
+
+def head_dropout(config: Config, max_steps: int) -> None:
+    """Dropout on the head's input: a Thinc Dropout after the context layer (or after the tok2vec if none).
+
+    spaCy sets every dropout layer to `training.dropout` during updates (0.1 in the shipped configs).
+    """
+    model = _section(config, MODEL)
+    dropout = {"@layers": "Dropout.v1", "rate": HEAD_DROPOUT}
+    if "context" in model:
+        model["context"] = {"@layers": "chain.v1", "*": {"context": model["context"], "dropout": dropout}}
+    else:
+        model["context"] = dropout
+
+
+def dropout2(config: Config, max_steps: int) -> None:
+    """`training.dropout` 0.2 instead of 0.1: every dropout layer (embeddings, CNN, head_dropout's) at 0.2."""
+    config["training"]["dropout"] = STRONG_DROPOUT
+
+
+def weight_decay(config: Config, max_steps: int) -> None:
+    """Decoupled weight decay 0.1 instead of the shipped 0.01 (Adam's L2 with L2_is_weight_decay)."""
+    optimizer = config["training"]["optimizer"]
+    optimizer["L2"] = STRONG_WEIGHT_DECAY
+    optimizer["L2_is_weight_decay"] = True
+
+
+def averages(config: Config, max_steps: int) -> None:
+    """Thinc's parameter averages (`use_averages`): spaCy evaluates and saves the averaged weights."""
+    config["training"]["optimizer"]["use_averages"] = True
+
+
 def single_lr(config: Config, max_steps: int) -> None:
     """Transformer: one learning rate for encoder and head (5e-5, spaCy's transformer default; head_lr_scale 1)."""
     if not is_transformer(config):
@@ -155,6 +204,16 @@ def bigram(config: Config, max_steps: int) -> None:
     embed = _section(config, TOK2VEC)["embed"]
     embed["@architectures"] = "spacy_egp.CharBigramEmbed.v1"
     embed["bigram_rows"] = BIGRAM_ROWS
+
+
+def words(config: Config, max_steps: int) -> None:
+    """Word-boundary features: each character's jieba word and its B/M/E/S tag in it (CharBigramEmbed.v2)."""
+    embed = _section(config, TOK2VEC)["embed"]
+    if config["nlp"]["lang"] != "zh" or embed["@architectures"] not in BIGRAM_EMBEDS:
+        raise ValueError("the words lever adds jieba's words to the character-bigram embed of a zh config: "
+                         "combine it with bigram (combined:bigram+words) or use --reference shipped")
+    embed.update({"@architectures": "spacy_egp.CharBigramEmbed.v2", "segmenter": "jieba",
+                  "word_rows": BIGRAM_ROWS})
 
 
 def windows(config: Config, max_steps: int) -> None:
@@ -203,6 +262,7 @@ def token_width(config: Config) -> Any:
 
 LEVERS: Dict[str, Lever] = {
     "baseline": lambda config, max_steps: None,
+    "shipped": lambda config, max_steps: None,
     "schedule": schedule,
     "prior": prior,
     "bilstm": bilstm,
@@ -214,6 +274,12 @@ LEVERS: Dict[str, Lever] = {
     "no_prior": no_prior,
     "cnn_features": cnn_features,
     "gp": gp,
+    "context2": context2,
+    "head_dropout": head_dropout,
+    "dropout2": dropout2,
+    "weight_decay": weight_decay,
+    "averages": averages,
+    "words": words,
 }
 
 
@@ -230,13 +296,17 @@ def lever_names(name: str) -> List[str]:
 
 
 def build_config(template: Config, lever: str, *, max_steps: int, eval_frequency: int,
-                 overrides: Optional[Dict[str, str]] = None) -> Config:
-    """The template with `overrides` (SECTION.KEY -> value), the baseline, then `lever` (or `combined:a+b`); budget set."""
+                 overrides: Optional[Dict[str, str]] = None, reference: str = "baseline") -> Config:
+    """The template with `overrides` (SECTION.KEY -> value), the baseline unless `reference` is "shipped", then
+    `lever` (or `combined:a+b`); budget set."""
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r}: use one of {REFERENCES}")
     config = Config(copy.deepcopy(dict(template)), section_order=list(template.keys()))
     for key, value in (overrides or {}).items():
         *sections, name = key.split(".")
         _section(config, tuple(sections))[name] = value
-    baseline(config, max_steps)
+    if reference == "baseline":
+        baseline(config, max_steps)
     for name in lever_names(lever):
         LEVERS[name](config, max_steps)
     config["training"]["max_steps"] = max_steps
@@ -352,19 +422,21 @@ def _train_all(runs: List[AblationRun], jobs: int) -> None:
 def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str], max_steps: int,
                  eval_frequency: int, jobs: int = 1, output: Optional[Path] = None,
                  results: Path = Path("results/ablation"), models: Path = MODELS_ROOT,
-                 overrides: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """Train baseline + `levers` on `corpus`, at most `jobs` at once; write and return the rows."""
+                 overrides: Optional[Dict[str, str]] = None, reference: str = "baseline") -> Dict[str, Any]:
+    """Train the reference row (`baseline` or `shipped`) + `levers` on `corpus`, at most `jobs` at once; write and
+    return the rows."""
     template_config = Config().from_disk(template, interpolate=False)
     lang = template_config["nlp"]["lang"]
     notes: List[str] = []
-    levers = ["baseline"] + [lever for lever in levers if lever != "baseline"]
+    levers = [reference] + [lever for lever in levers if lever not in REFERENCES]
     stats = sentence_stats(corpus / "train.spacy", lang) if "windows" in levers else None
     if stats and stats["docs_with_sents"] == 0:
         levers.remove("windows")
         notes.append(f"windows skipped: the train docs have no sentence boundaries; {stats['docs_longer']:,} of "
                      f"{stats['docs']:,} train docs exceed {stats['max_length']} tokens")
     runs = [AblationRun(dataset, lever, build_config(template_config, lever, max_steps=max_steps,
-                                                     eval_frequency=eval_frequency, overrides=overrides),
+                                                     eval_frequency=eval_frequency, overrides=overrides,
+                                                     reference=reference),
                         corpus, results, models)
             for lever in levers]
     for run in runs:
@@ -386,6 +458,7 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
         "eval_frequency": eval_frequency,
         "parallel_trainings": jobs,
         "overrides": overrides or {},
+        "reference": reference,
         "sentence_stats": stats,
         "notes": notes,
         "rows": rows,
