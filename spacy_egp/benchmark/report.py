@@ -150,12 +150,15 @@ def _is_transformer_ablation(summary: Dict[str, Any]) -> bool:
     return "_trf" in Path(summary.get("template", "")).name
 
 
+def _templates_and_budgets(summaries: List[Dict[str, Any]]) -> str:
+    return ", ".join(f"{s['dataset']}: `{s['template']}`, {s['max_steps']:,} steps (dev every "
+                     f"{s['eval_frequency']})" for s in summaries)
+
+
 def transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     """The heading, caption and table of the transformer-recipe ablation (dev F1)."""
     if not any(s.get("rows") for s in summaries):
         return []
-    templates = ", ".join(f"{s['dataset']}: `{s['template']}`, {s['max_steps']:,} steps (dev every "
-                          f"{s['eval_frequency']})" for s in summaries)
     caption = (
         "Dev split only. The baseline is the transformer recipe before this ablation: the encoder at 2e-5, the "
         "head at `head_lr_scale` 50 × that (1e-3), 10 % linear warm-up then linear decay to 0 at the last step, "
@@ -164,7 +167,7 @@ def transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "`*_trf*.cfg` recipe now; `no_prior` = `span_prior = null`; "
         "`context` = a BiLSTM context layer of the head's own (`spacy.TorchBiLSTMEncoder.v1`, width = the "
         "encoder's hidden size, depth 1). Seed 0, one thread per training, at most two at once on a shared "
-        f"2-core CPU (the minutes are rough); one seed per cell. {templates}."
+        f"2-core CPU (the minutes are rough); one seed per cell. {_templates_and_budgets(summaries)}."
     )
     return ["### Ablation: the transformer recipe (dev F1)", caption, format_ablation_table(summaries)]
 
@@ -177,8 +180,6 @@ def plateau_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     """The heading, caption and table of the levers measured on top of the shipped CNN configs (dev F1)."""
     if not any(s.get("rows") for s in summaries):
         return []
-    budgets = ", ".join(f"{s['dataset']}: `{s['template']}`, {s['max_steps']:,} steps (dev every "
-                        f"{s['eval_frequency']})" for s in summaries)
     caption = (
         "Dev split only (never test). The reference row `shipped` is the shipped config as it is (span prior, "
         "BiLSTM context layer, character bigrams, warm-up then decay to 0 at the last step), here at the budget "
@@ -190,7 +191,7 @@ def plateau_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "context BiLSTM two layers deep; `words` = word-boundary features, each character's jieba word and its "
         "B/M/E/S tag in it, two more hash tables of `spacy_egp.CharBigramEmbed.v2` (`segmenter = \"jieba\"`). "
         "Seed 0, one thread per training; one seed per cell, so differences below "
-        f"about 1 point are not evidence either way. {budgets}."
+        f"about 1 point are not evidence either way. {_templates_and_budgets(summaries)}."
     )
     return ["### Ablation: levers on the shipped config (dev F1)", caption, format_ablation_table(summaries)]
 

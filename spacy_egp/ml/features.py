@@ -165,21 +165,14 @@ def build_char_bigram_embed(
 ) -> Model[List[Doc], List[Floats2d]]:
     """MultiHashEmbed plus hashed embeddings of each token's left and right character bigram.
 
-    A drop-in `embed` for spacy.Tok2Vec.v2. Each attribute in `attrs` gets a
+    A drop-in `embed` for spacy.Tok2Vec.v2: each attribute in `attrs` gets a
     HashEmbed table as in spacy.MultiHashEmbed.v2 (same seeds), the left
     bigram (previous token + this token) and the right bigram (this token +
-    next token) get one more table each, and a Maxout layer (3 pieces, layer
-    normalization) mixes the concatenation down to `width`, as MultiHashEmbed
-    does. At the start and end of a doc the missing neighbour is a boundary
-    symbol.
-
-    width (int): the output width, also the width of every embedding table.
-    attrs (List[Union[str, int]]): the token attributes to embed, e.g. NORM, PREFIX, SUFFIX, SHAPE.
-    rows (List[int]): the rows of each attribute's table, same length as `attrs`.
-    include_static_vectors (bool): also use the vocab's static vectors (mapped to `width`, not updated).
-    bigram_rows (int): the rows of each of the two bigram tables.
-    bigram_attr (Union[str, int]): the token attribute the bigrams are made of.
-    RETURNS (Model[List[Doc], List[Floats2d]]): one (n_tokens, width) array per doc.
+    next token) one more table each (a boundary symbol stands in for the
+    missing neighbour at a doc's ends), and a Maxout layer (3 pieces, layer
+    normalization) mixes the concatenation down to `width`. It is
+    CharBigramEmbed.v2 without a segmenter, whose docstring describes the
+    arguments.
     """
     return build_char_bigram_embed_v2(width, attrs, rows, include_static_vectors, bigram_rows=bigram_rows,
                                       bigram_attr=bigram_attr)
