@@ -360,6 +360,8 @@ def test_levers_on_the_shipped_config_are_tabled_against_it(tmp_path: Path) -> N
     results, models = tmp_path / "results", tmp_path / "models"
     _fake_run(results, models, "toy", "shipped", 0.70)
     _fake_run(results, models, "toy", "averages", 0.72)
+    paused = results / "toy" / "averages" / "run.json"
+    paused.write_text(json.dumps({"returncode": 0, "train_wall_seconds": 3720, "paused_seconds": 3600}))
     summary = run_ablation("toy", template=CONFIGS / "cluener_cnn.cfg", corpus=tmp_path, levers=["averages"],
                            max_steps=STEPS, eval_frequency=EVAL, results=results, models=models, reference="shipped")
     assert summary["reference"] == "shipped"

@@ -378,11 +378,17 @@ class AblationRun:
             "best_step": best.get("step"),
             "last_step": evaluations[-1]["step"] if evaluations else None,
             "last_dev_f": evaluations[-1]["f"] if evaluations else None,
-            "train_minutes": json.loads(self.run_json.read_text())["train_wall_seconds"] / 60,
+            "train_minutes": _train_seconds(json.loads(self.run_json.read_text())) / 60,
         }
         if "bilstm" in lever_names(self.lever):
             row["bilstm_depth"] = _section(self.config, TOK2VEC)["encode"]["depth"]
         return row
+
+
+def _train_seconds(run: Dict[str, Any]) -> float:
+    """Wall seconds of a run, less any `paused_seconds` noted in its run.json (a run stopped with SIGSTOP while
+    the machine did other work)."""
+    return run["train_wall_seconds"] - run.get("paused_seconds", 0.0)
 
 
 # epoch, step, one loss column per trained component (two with a transformer), F, P, R (in %), score
