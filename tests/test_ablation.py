@@ -11,7 +11,9 @@ from spacy.tokens import DocBin, Span
 from spacy.training import Example
 from thinc.api import Config
 
-from spacy_egp.benchmark.ablation import LEVERS, build_config, lever_names, parse_console_log, run_ablation, sentence_stats
+from spacy_egp.benchmark.ablation import (LEVERS, AblationRun, best_evaluation, build_config, corpus_hashes,
+                                         lever_names,
+                                         parse_console_log, run_ablation, sentence_stats)
 from spacy_egp.benchmark.report import ablation_section, format_ablation_table, plateau_ablation_section
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -54,14 +56,17 @@ def test_baseline_is_the_template_without_the_adopted_levers(zh_template: Config
     diff = _diff(zh_template, baseline)
     assert diff.pop(f"{MODEL}.span_prior") == (0.01, None)
     assert diff.pop("training.max_steps")[1] == STEPS
-    assert diff.pop("training.eval_frequency")[1] == EVAL
+    assert baseline["training"]["eval_frequency"] == zh_template["training"]["eval_frequency"] == EVAL
     assert diff.pop("training.optimizer.learn_rate") == (None, 0.002)
     assert {key for key in diff if key.startswith("training.optimizer.learn_rate.")} == {
         f"training.optimizer.learn_rate.{key}" for key in ("@schedules", "warmup_steps", "total_steps", "initial_rate")}
     assert {key for key in diff if key.startswith(f"{MODEL}.context.")} == {
         f"{MODEL}.context.{key}" for key in ("@architectures", "width", "depth", "dropout")}
-    assert diff.pop(f"{TOK2VEC}.embed.@architectures") == ("spacy_egp.CharBigramEmbed.v1", "spacy.MultiHashEmbed.v2")
+    assert diff.pop(f"{TOK2VEC}.embed.@architectures") == ("spacy_egp.CharBigramEmbed.v2", "spacy.MultiHashEmbed.v2")
     assert diff.pop(f"{TOK2VEC}.embed.bigram_rows") == (20000, None)
+    assert diff.pop(f"{TOK2VEC}.embed.segmenter") == ("jieba", None)
+    assert diff.pop(f"{TOK2VEC}.embed.word_rows") == (20000, None)
+    assert diff.pop("training.optimizer.use_averages") == (True, False)
     rest = {key for key in diff if not key.startswith(("training.optimizer.learn_rate.", f"{MODEL}.context."))}
     assert rest == set()
     assert baseline["training"]["optimizer"]["learn_rate"] == 0.002
@@ -148,8 +153,7 @@ def _shipped(template: Config, lever: str) -> Config:
 
 def test_the_shipped_reference_is_the_template_at_the_budget(zh_template: Config) -> None:
     assert _diff(zh_template, _shipped(zh_template, "shipped")) == {
-        "training.max_steps": (6000, STEPS), "training.eval_frequency": (500, EVAL),
-        "training.optimizer.learn_rate.total_steps": (6000, STEPS)}
+        "training.max_steps": (3000, STEPS), "training.optimizer.learn_rate.total_steps": (3000, STEPS)}
     with pytest.raises(ValueError, match="unknown reference 'best'"):
         build_config(zh_template, "prior", max_steps=STEPS, eval_frequency=EVAL, reference="best")
 
@@ -157,10 +161,7 @@ def test_the_shipped_reference_is_the_template_at_the_budget(zh_template: Config
 @pytest.mark.parametrize("lever,expected", [
     ("dropout2", {"training.dropout": (0.1, 0.2)}),
     ("weight_decay", {"training.optimizer.L2": (0.01, 0.1)}),
-    ("averages", {"training.optimizer.use_averages": (False, True)}),
     ("context2", {f"{MODEL}.context.depth": (1, 2)}),
-    ("words", {f"{TOK2VEC}.embed.@architectures": ("spacy_egp.CharBigramEmbed.v1", "spacy_egp.CharBigramEmbed.v2"),
-               f"{TOK2VEC}.embed.segmenter": (None, "jieba"), f"{TOK2VEC}.embed.word_rows": (None, 20000)}),
 ])
 def test_plateau_levers_change_one_thing(zh_template: Config, lever: str, expected: Dict[str, tuple]) -> None:
     assert _diff(_shipped(zh_template, "shipped"), _shipped(zh_template, lever)) == expected
@@ -194,13 +195,27 @@ def test_head_dropout_follows_the_context_layer_and_takes_the_training_rate(zh_t
     assert bare == {"@layers": "Dropout.v1", "rate": 0.1}
 
 
+def test_averages_on_a_config_without_them(zh_template: Config) -> None:
+    cmeee = Config().from_disk(CONFIGS / "cmeee5k_cnn.cfg", interpolate=False)  # no averages yet
+    assert _diff(_shipped(cmeee, "shipped"), _shipped(cmeee, "averages")) == {
+        "training.optimizer.use_averages": (False, True)}
+    with pytest.raises(ValueError, match="averages its parameters already"):  # the shipped CLUENER config does
+        _shipped(zh_template, "averages")
+
+
 def test_words_adds_jieba_to_the_bigram_embed_and_trains(zh_template: Config) -> None:
-    _one_update(_shipped(zh_template, "words"), drop=0.1)
+    cmeee = Config().from_disk(CONFIGS / "cmeee5k_cnn.cfg", interpolate=False)  # bigrams, no words yet
+    assert _diff(_shipped(cmeee, "shipped"), _shipped(cmeee, "words")) == {
+        f"{TOK2VEC}.embed.@architectures": ("spacy_egp.CharBigramEmbed.v1", "spacy_egp.CharBigramEmbed.v2"),
+        f"{TOK2VEC}.embed.segmenter": (None, "jieba"), f"{TOK2VEC}.embed.word_rows": (None, 20000)}
+    _one_update(_shipped(cmeee, "words"), drop=0.1)
     embed = build_config(zh_template, "combined:bigram+words", max_steps=STEPS,
                          eval_frequency=EVAL)["components"]["efficient_globalpointer"]["model"]["tok2vec"]["embed"]
     assert embed["@architectures"] == "spacy_egp.CharBigramEmbed.v2" and embed["segmenter"] == "jieba"
     with pytest.raises(ValueError, match="combine it with bigram"):
         build_config(zh_template, "words", max_steps=STEPS, eval_frequency=EVAL)
+    with pytest.raises(ValueError, match="word features already"):  # the shipped CLUENER config carries them
+        _shipped(zh_template, "words")
     genia = Config().from_disk(CONFIGS / "genia_small_cnn.cfg", interpolate=False)
     with pytest.raises(ValueError, match="zh config"):
         _shipped(genia, "words")
@@ -324,24 +339,50 @@ def test_parse_console_log() -> None:
     assert max(rows, key=lambda r: r["score"])["step"] == 500
 
 
-def _fake_run(results: Path, models: Path, dataset: str, lever: str, f: float) -> None:
-    (results / dataset / lever).mkdir(parents=True)
-    (results / dataset / lever / "train.log").write_text(LOG)
-    (results / dataset / lever / "run.json").write_text(json.dumps({"returncode": 0, "train_wall_seconds": 120}))
-    (models / dataset / lever / "model-best").mkdir(parents=True)
-    (models / dataset / lever / "model-best" / "meta.json").write_text(
+def test_the_best_evaluation_breaks_ties_of_the_rounded_score_by_f() -> None:
+    """The shipped row of cluener-plateau: score 0.72 from step 2,250 to 3,000, model-best at 3,000 (F 71.87)."""
+    evaluations = [{"step": step, "f": f, "score": 0.72} for step, f in
+                   [(2000, 0.7113), (2250, 0.7178), (2500, 0.7178), (2750, 0.7176), (3000, 0.7187)]]
+    assert best_evaluation(evaluations)["step"] == 3000
+    assert best_evaluation(evaluations[:3])["step"] == 2250  # equal F: the first, as spaCy keeps it
+    assert best_evaluation([{"step": 1, "f": 0.9, "score": 0.5}, {"step": 2, "f": 0.1, "score": 0.6}])["step"] == 2
+
+
+def _toy_corpus(corpus: Path) -> Path:
+    corpus.mkdir()
+    nlp = spacy.blank("zh")
+    DocBin(docs=[nlp("北京" * 200), nlp("上海")]).to_disk(corpus / "train.spacy")
+    DocBin(docs=[nlp("上海")]).to_disk(corpus / "dev.spacy")
+    return corpus
+
+
+def _ablation_run(results: Path, models: Path, corpus: Path, lever: str, reference: str = "baseline") -> AblationRun:
+    template = Config().from_disk(CONFIGS / "cluener_cnn.cfg", interpolate=False)
+    config = build_config(template, lever, max_steps=STEPS, eval_frequency=EVAL, reference=reference)
+    return AblationRun("toy", lever, config, corpus, results, models, corpus_hashes(corpus))
+
+
+def _fake_run(results: Path, models: Path, corpus: Path, lever: str, f: float, reference: str = "baseline",
+              **run_json: Any) -> AblationRun:
+    """A finished run of `lever` on the toy dataset, as run_ablation would build it (same config hash)."""
+    run = _ablation_run(results, models, corpus, lever, reference)
+    run.directory.mkdir(parents=True)
+    run.config.to_disk(run.config_path, interpolate=False)
+    run.log.write_text(LOG)
+    run.run_json.write_text(json.dumps({"returncode": 0, "config_sha256": run.config_hash,
+                                        "train_wall_seconds": 120, **run_json}))
+    (run.model_dir / "model-best").mkdir(parents=True)
+    (run.model_dir / "model-best" / "meta.json").write_text(
         json.dumps({"performance": {"spans_sc_f": f, "spans_sc_p": 0.7, "spans_sc_r": 0.4}}))
+    return run
 
 
 def test_finished_runs_are_reused_and_tabled(tmp_path: Path) -> None:
     """No training: every run already finished, so run_ablation only reads them back."""
     results, models = tmp_path / "results", tmp_path / "models"
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    nlp = spacy.blank("zh")
-    DocBin(docs=[nlp("北京" * 200), nlp("上海")]).to_disk(corpus / "train.spacy")
-    _fake_run(results, models, "toy", "baseline", 0.50)
-    _fake_run(results, models, "toy", "prior", 0.53)
+    corpus = _toy_corpus(tmp_path / "corpus")
+    _fake_run(results, models, corpus, "baseline", 0.50)
+    _fake_run(results, models, corpus, "prior", 0.53)
     summary = run_ablation("toy", template=CONFIGS / "cluener_cnn.cfg", corpus=corpus, levers=["prior", "windows"],
                            max_steps=STEPS, eval_frequency=EVAL, jobs=2, results=results, models=models)
     assert [row["lever"] for row in summary["rows"]] == ["baseline", "prior"]
@@ -358,19 +399,37 @@ def test_finished_runs_are_reused_and_tabled(tmp_path: Path) -> None:
 
 def test_levers_on_the_shipped_config_are_tabled_against_it(tmp_path: Path) -> None:
     results, models = tmp_path / "results", tmp_path / "models"
-    _fake_run(results, models, "toy", "shipped", 0.70)
-    _fake_run(results, models, "toy", "averages", 0.72)
-    paused = results / "toy" / "averages" / "run.json"
-    paused.write_text(json.dumps({"returncode": 0, "train_wall_seconds": 3720, "paused_seconds": 3600}))
-    summary = run_ablation("toy", template=CONFIGS / "cluener_cnn.cfg", corpus=tmp_path, levers=["averages"],
+    corpus = _toy_corpus(tmp_path / "corpus")
+    _fake_run(results, models, corpus, "shipped", 0.70, reference="shipped")
+    _fake_run(results, models, corpus, "dropout2", 0.72, reference="shipped", train_wall_seconds=3720,
+              paused_seconds=3600)
+    summary = run_ablation("toy", template=CONFIGS / "cluener_cnn.cfg", corpus=corpus, levers=["dropout2"],
                            max_steps=STEPS, eval_frequency=EVAL, results=results, models=models, reference="shipped")
     assert summary["reference"] == "shipped"
-    assert [row["lever"] for row in summary["rows"]] == ["shipped", "averages"]
+    assert [row["lever"] for row in summary["rows"]] == ["shipped", "dropout2"]
     shipped_config = Config().from_disk(results / "toy" / "shipped" / "config.cfg", interpolate=False)
     assert shipped_config["components"]["efficient_globalpointer"]["model"]["span_prior"] == 0.01
     section = "\n\n".join(plateau_ablation_section([summary]))
     assert "levers on the shipped config" in section
-    assert "| averages | 70.00 / 40.00 / **72.00** (+2.00) @500, 2 min |" in section
+    assert "| dropout2 | 70.00 / 40.00 / **72.00** (+2.00) @500, 2 min |" in section
+
+
+def test_a_finished_run_is_reused_only_for_the_config_and_corpus_it_trained(tmp_path: Path) -> None:
+    results, models = tmp_path / "results", tmp_path / "models"
+    corpus = _toy_corpus(tmp_path / "corpus")
+    finished = _fake_run(results, models, corpus, "prior", 0.53)
+    assert _ablation_run(results, models, corpus, "prior").done()
+    assert not _ablation_run(results, models, corpus, "prior", reference="shipped").done()  # another config
+    DocBin(docs=[spacy.blank("zh")("广州")]).to_disk(corpus / "dev.spacy")
+    assert not _ablation_run(results, models, corpus, "prior").done()  # another dev set
+    # a run from before run.json held the hash: the config.cfg beside it decides
+    finished.run_json.write_text(json.dumps({"returncode": 0, "train_wall_seconds": 120}))
+    assert finished.done()
+    finished.config_path.write_text(finished.config_path.read_text().replace("span_prior = 0.01", "span_prior = 0.1"))
+    assert not finished.done()
+    failed = _fake_run(results, models, corpus, "window2", 0.4)
+    failed.run_json.write_text(json.dumps({"returncode": 1, "config_sha256": failed.config_hash}))
+    assert not failed.done()
 
 
 def test_sentence_stats(tmp_path: Path) -> None:

@@ -31,6 +31,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from thinc.api import Config
 
+from ..data.datasets import file_sha256
+from .compare import run_hash
+
 COMPONENT = "efficient_globalpointer"
 GP_ARCHITECTURE = "spacy_egp.GlobalPointer.v2"
 MODEL = ("components", COMPONENT, "model")
@@ -69,7 +72,8 @@ def is_transformer(config: Config) -> bool:
 
 
 def baseline(config: Config, max_steps: int) -> None:
-    """The default before the ablation: no span prior, no context layer, no bigrams, constant rate 0.002.
+    """The default before the ablation: no span prior, no context layer, no bigrams or words, constant rate
+    0.002, no parameter averages.
 
     The shipped CNN configs now carry the levers that won; each is taken out here, so
     that every lever is measured against the same starting point. A transformer
@@ -90,6 +94,7 @@ def baseline(config: Config, max_steps: int) -> None:
         for key in ("bigram_rows", "bigram_attr", "segmenter", "word_rows"):
             embed.pop(key, None)
     config["training"]["optimizer"]["learn_rate"] = BASE_LEARN_RATE
+    config["training"]["optimizer"]["use_averages"] = False
 
 
 def schedule(config: Config, max_steps: int) -> None:
@@ -175,7 +180,10 @@ def weight_decay(config: Config, max_steps: int) -> None:
 
 def averages(config: Config, max_steps: int) -> None:
     """Thinc's parameter averages (`use_averages`): spaCy evaluates and saves the averaged weights."""
-    config["training"]["optimizer"]["use_averages"] = True
+    optimizer = config["training"]["optimizer"]
+    if optimizer.get("use_averages"):
+        raise ValueError("the template averages its parameters already (use_averages = true): drop the averages lever")
+    optimizer["use_averages"] = True
 
 
 def single_lr(config: Config, max_steps: int) -> None:
@@ -212,6 +220,9 @@ def words(config: Config, max_steps: int) -> None:
     if config["nlp"]["lang"] != "zh" or embed["@architectures"] not in BIGRAM_EMBEDS:
         raise ValueError("the words lever adds jieba's words to the character-bigram embed of a zh config: "
                          "combine it with bigram (combined:bigram+words) or use --reference shipped")
+    if embed.get("segmenter"):
+        raise ValueError(f"the template's embed has word features already (segmenter = {embed['segmenter']!r}): "
+                         "drop the words lever")
     embed.update({"@architectures": "spacy_egp.CharBigramEmbed.v2", "segmenter": "jieba",
                   "word_rows": BIGRAM_ROWS})
 
@@ -236,12 +247,14 @@ def cnn_features(config: Config, max_steps: int) -> None:
 
 
 def shipped_cnn_tok2vec(lang: str) -> Dict[str, Any]:
-    """The tok2vec block of the shipped CNN configs, hash embeddings (+ bigrams for zh) and a 4-layer CNN."""
+    """The tok2vec block of the shipped CNN configs, hash embeddings (+ bigrams and jieba words for zh, as in
+    configs/cluener_cnn.cfg) and a 4-layer CNN."""
     embed = {"@architectures": "spacy.MultiHashEmbed.v2", "width": CNN_WIDTH,
              "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "rows": [10000, 2000, 5000, 1000],
              "include_static_vectors": False}
     if lang == "zh":
-        embed.update({"@architectures": "spacy_egp.CharBigramEmbed.v1", "bigram_rows": BIGRAM_ROWS})
+        embed.update({"@architectures": "spacy_egp.CharBigramEmbed.v2", "bigram_rows": BIGRAM_ROWS,
+                      "segmenter": "jieba", "word_rows": BIGRAM_ROWS})
     encode = {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": CNN_WIDTH, "window_size": 1,
               "maxout_pieces": 3, "depth": 4}
     return {"@architectures": "spacy.Tok2Vec.v2", "embed": embed, "encode": encode}
@@ -329,10 +342,11 @@ def sentence_stats(train: Path, lang: str, max_length: int = WINDOW_MAX_LENGTH) 
 
 
 class AblationRun:
-    """One `spacy train` process for one lever; finished runs (run.json, rc 0, model-best) are reused."""
+    """One `spacy train` process for one lever; a finished run (run.json, rc 0, model-best) of the same config on
+    the same corpus is reused."""
 
     def __init__(self, dataset: str, lever: str, config: Config, corpus: Path, results: Path,
-                 models: Path = MODELS_ROOT):
+                 models: Path = MODELS_ROOT, corpus_hashes: Optional[Dict[str, str]] = None):
         slug = lever.replace(":", "-").replace("+", "-")
         self.lever = lever
         self.directory = results / dataset / slug
@@ -341,6 +355,7 @@ class AblationRun:
         self.log = self.directory / "train.log"
         self.run_json = self.directory / "run.json"
         self.config = config
+        self.config_hash = run_hash(config.to_str(interpolate=False), {}, corpus_hashes or {})
         self.command = [
             sys.executable, "-m", "spacy", "train", str(self.config_path), "--output", str(self.model_dir),
             "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
@@ -350,7 +365,15 @@ class AblationRun:
     def done(self) -> bool:
         if not (self.run_json.exists() and (self.model_dir / "model-best" / "meta.json").exists()):
             return False
-        return json.loads(self.run_json.read_text()).get("returncode") == 0
+        run = json.loads(self.run_json.read_text())
+        return run.get("returncode") == 0 and self._trained_this_config(run)
+
+    def _trained_this_config(self, run: Dict[str, Any]) -> bool:
+        """Whether a finished run trained this config: the hash in its run.json, or, for runs from before the
+        hash was written, the config.cfg beside it."""
+        if "config_sha256" in run:
+            return run["config_sha256"] == self.config_hash
+        return self.config_path.exists() and self.config_path.read_text() == self.config.to_str(interpolate=False)
 
     def start(self) -> subprocess.Popen:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -361,15 +384,15 @@ class AblationRun:
             return subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def finish(self, returncode: int) -> None:
-        self.run_json.write_text(json.dumps(
-            {"returncode": returncode, "train_wall_seconds": time.perf_counter() - self.started}, indent=2))
+        self.run_json.write_text(json.dumps({"returncode": returncode, "config_sha256": self.config_hash,
+                                             "train_wall_seconds": time.perf_counter() - self.started}, indent=2))
 
     def row(self) -> Dict[str, Any]:
         """Best dev P/R/F (model-best's meta.json), the step of the best evaluation, train minutes."""
         meta = json.loads((self.model_dir / "model-best" / "meta.json").read_text())
         performance = meta["performance"]
         evaluations = parse_console_log(self.log.read_text())
-        best = max(evaluations, key=lambda e: e["score"]) if evaluations else {}
+        best = best_evaluation(evaluations) if evaluations else {}
         row = {
             "lever": self.lever,
             "dev_p": performance["spans_sc_p"],
@@ -383,6 +406,12 @@ class AblationRun:
         if "bilstm" in lever_names(self.lever):
             row["bilstm_depth"] = _section(self.config, TOK2VEC)["encode"]["depth"]
         return row
+
+
+def best_evaluation(evaluations: List[Dict[str, float]]) -> Dict[str, float]:
+    """The evaluation model-best was saved at: the highest score, ties of the log's 2-decimal score broken by F
+    (spaCy compares the unrounded scores); the first of equal ones, as spaCy keeps the first best."""
+    return max(evaluations, key=lambda e: (e["score"], e["f"]))
 
 
 def _train_seconds(run: Dict[str, Any]) -> float:
@@ -406,6 +435,11 @@ def parse_console_log(text: str) -> List[Dict[str, float]]:
             rows.append({"epoch": int(match.group(1)), "step": int(match.group(2)), "f": float(f) / 100,
                          "p": float(p) / 100, "r": float(r) / 100, "score": float(score)})
     return rows
+
+
+def corpus_hashes(corpus: Path) -> Dict[str, str]:
+    """The sha256 of the train and dev DocBins an ablation trains and selects on (part of a run's identity)."""
+    return {split: file_sha256(corpus / f"{split}.spacy") for split in ("train", "dev")}
 
 
 def _train_all(runs: List[AblationRun], jobs: int) -> None:
@@ -435,6 +469,7 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
     lang = template_config["nlp"]["lang"]
     notes: List[str] = []
     levers = [reference] + [lever for lever in levers if lever not in REFERENCES]
+    hashes = corpus_hashes(corpus)
     stats = sentence_stats(corpus / "train.spacy", lang) if "windows" in levers else None
     if stats and stats["docs_with_sents"] == 0:
         levers.remove("windows")
@@ -443,11 +478,12 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
     runs = [AblationRun(dataset, lever, build_config(template_config, lever, max_steps=max_steps,
                                                      eval_frequency=eval_frequency, overrides=overrides,
                                                      reference=reference),
-                        corpus, results, models)
+                        corpus, results, models, hashes)
             for lever in levers]
     for run in runs:
-        run.directory.mkdir(parents=True, exist_ok=True)
-        run.config.to_disk(run.config_path, interpolate=False)
+        if not run.done():  # a reused run keeps the config it was trained with
+            run.directory.mkdir(parents=True, exist_ok=True)
+            run.config.to_disk(run.config_path, interpolate=False)
     _train_all(runs, jobs)
     rows, failed = [], []
     for run in runs:

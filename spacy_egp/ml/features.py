@@ -80,8 +80,8 @@ def jieba_segment() -> Segment:
     try:
         import jieba
     except ImportError as error:
-        raise ImportError("segmenter = \"jieba\" needs the jieba package: pip install jieba "
-                          "(or pip install spacy-egp[segmenter])") from error
+        raise ImportError("segmenter = \"jieba\" needs the jieba package, a requirement of spacy-egp: "
+                          "pip install jieba") from error
     jieba.setLogLevel(logging.WARNING)  # it logs the dictionary's loading at INFO
     return jieba.tokenize
 
