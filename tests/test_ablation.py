@@ -153,7 +153,7 @@ def _shipped(template: Config, lever: str) -> Config:
 
 def test_the_shipped_reference_is_the_template_at_the_budget(zh_template: Config) -> None:
     assert _diff(zh_template, _shipped(zh_template, "shipped")) == {
-        "training.max_steps": (3000, STEPS), "training.optimizer.learn_rate.total_steps": (3000, STEPS)}
+        "training.max_steps": (2000, STEPS), "training.optimizer.learn_rate.total_steps": (2000, STEPS)}
     with pytest.raises(ValueError, match="unknown reference 'best'"):
         build_config(zh_template, "prior", max_steps=STEPS, eval_frequency=EVAL, reference="best")
 

@@ -183,9 +183,10 @@ def plateau_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     caption = (
         "Dev split only (never test). The reference row `shipped` is the shipped config as it was when the "
         "column ran, here at the budget named per column (its config.cfg is in results/ablation/COLUMN/shipped/; "
-        "for `cluener-plateau`, the config before `words` and `averages` were adopted: span prior, BiLSTM context "
-        "layer, character bigrams, warm-up then decay to 0 at the last step); every other row adds one lever to "
-        "it, `combined` the named ones. Levers: `head_dropout` "
+        "`cluener-plateau` ran on the config before `words` and `averages` were adopted: span prior, BiLSTM "
+        "context layer, character bigrams, warm-up then decay to 0 at the last step; `cluener-budget` and later "
+        "columns on the config with them); every other row adds one lever to it, `combined` the named ones. "
+        "Levers: `head_dropout` "
         "= a Thinc `Dropout.v1` on the head's input, after the context layer (spaCy sets every dropout layer to "
         "`training.dropout`, 0.1); `dropout2` = `training.dropout = 0.2` (embeddings, CNN and any head dropout); "
         "`weight_decay` = Adam's decoupled weight decay 0.1 instead of 0.01; `averages` = Thinc's parameter "
