@@ -150,6 +150,14 @@ def test_neighbouring_float32_scores_get_an_exact_threshold():
     assert low < result.new <= high  # a float64 logit between the two float32 scores
 
 
+def test_a_label_with_gold_but_no_candidate_keeps_a_threshold_above_every_score():
+    # An untrained model may score no cell of a label above the floor: nothing to search,
+    # F1 stays 0, and the search must not fail (it raised IndexError before).
+    empty = Candidates(numpy.zeros(0, "float32"), numpy.zeros(0, bool), n_gold=3)
+    result = tune_label("X", empty, 0.0, floor=-5.0)
+    assert (result.tp_after, result.pred_after, result.f1_after) == (0, 0, 0.0)
+
+
 # --------------------------------------------------------------------------
 # (b) A real small training on CLUENER, tuned with the CLI
 # --------------------------------------------------------------------------

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")
     compare.add_argument("--batch-size", type=int, default=256, help="nlp.pipe batch size at inference")
     compare.add_argument("--gpu-id", type=int, default=-1, help="for training; inference is timed on CPU")
+    compare.add_argument("--inference-gpu-id", type=int, default=-1,
+                         help="for the test figures and dev threshold tuning (default -1: timed on CPU, one thread)")
     compare.add_argument("--tok2vec", default="CNN", help="a label for the tok2vec of the template")
     compare.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                          help="config overrides for spacy train, e.g. paths.transformer=/path/to/model")
@@ -92,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model")
     evaluate.add_argument("test")
     evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--gpu-id", type=int, default=-1)
     return parser
 
 
@@ -114,8 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results = run_dataset(args.dataset, template=args.template, corpus=args.corpus, output=output,
                               pipelines=args.pipelines, max_steps=args.max_steps,
                               eval_frequency=args.eval_frequency, jobs=args.jobs, batch_size=args.batch_size,
-                              gpu_id=args.gpu_id, tok2vec_name=args.tok2vec,
-                              overrides=dict(item.split("=", 1) for item in args.set))
+                              gpu_id=args.gpu_id, inference_gpu_id=args.inference_gpu_id,
+                              tok2vec_name=args.tok2vec, overrides=dict(item.split("=", 1) for item in args.set))
         from .report import format_dataset_table
 
         print(format_dataset_table(results))
@@ -165,7 +168,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         from .evaluation import evaluate_pipeline
 
-        print(json.dumps(evaluate_pipeline(args.model, args.test, args.batch_size)))
+        print(json.dumps(evaluate_pipeline(args.model, args.test, args.batch_size, gpu_id=args.gpu_id)))
     return 0
 
 

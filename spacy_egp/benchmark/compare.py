@@ -36,8 +36,14 @@ from .pipelines import PIPELINES, flat_ents, pipeline_config, pipeline_names, su
 
 def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pipelines: List[str],
                 max_steps: int, eval_frequency: int, jobs: int = 1, batch_size: int = 256,
-                gpu_id: int = -1, tok2vec_name: str = "CNN", overrides: Dict[str, str] = None) -> Dict[str, Any]:
-    """Train and evaluate the pipelines on `corpus`/{train,dev,test}.spacy; write output/results.json."""
+                gpu_id: int = -1, inference_gpu_id: int = -1, tok2vec_name: str = "CNN",
+                overrides: Dict[str, str] = None) -> Dict[str, Any]:
+    """Train and evaluate the pipelines on `corpus`/{train,dev,test}.spacy; write output/results.json.
+
+    gpu_id: the GPU `spacy train` uses (-1: CPU). inference_gpu_id: the GPU the
+    test figures and the dev threshold tuning use; -1 (default) times inference
+    on one CPU thread.
+    """
     names = pipeline_names(pipelines)
     _check_corpus(corpus)
     output.mkdir(parents=True, exist_ok=True)
@@ -58,7 +64,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
             run.write_config()
 
     def evaluate(run: _TrainingRun) -> None:
-        run.write_part(_pipeline_rows(run, corpus, batch_size))
+        run.write_part(_pipeline_rows(run, corpus, batch_size, inference_gpu_id))
 
     # longest first, so that with --jobs 2 the short ones share the other core
     _train_all(sorted(selected, key=lambda run: run.name != "spancat"), jobs, evaluate)
@@ -70,6 +76,8 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
         "eval_frequency": eval_frequency,
         "spancat_ngram_max": ngram_max,
         "parallel_trainings": jobs,
+        "train_gpu_id": gpu_id,
+        "inference_gpu_id": inference_gpu_id,
         "inference_batch_size": batch_size,
         # SPLITS.md: CLUENER's test split is its dev set, so thresholds tuned on dev are tuned on test
         "test_is_dev": corpus_hashes["test"] == corpus_hashes["dev"],
@@ -98,13 +106,14 @@ def run_hash(config_text: str, overrides: Dict[str, str], corpus_hashes: Dict[st
     return hashlib.sha256(identity.encode("utf8")).hexdigest()
 
 
-def _pipeline_rows(run: "_TrainingRun", corpus: Path, batch_size: int) -> List[Dict[str, Any]]:
+def _pipeline_rows(run: "_TrainingRun", corpus: Path, batch_size: int, gpu_id: int) -> List[Dict[str, Any]]:
     """The test rows of one trained pipeline; EGP also gets a row with thresholds tuned on dev."""
-    rows = [dict(run.summary(), **_evaluate_in_subprocess(run.model_best, corpus / "test.spacy", batch_size))]
+    test = corpus / "test.spacy"
+    rows = [dict(run.summary(), **_evaluate_in_subprocess(run.model_best, test, batch_size, gpu_id))]
     if run.name == "egp":
-        tuned = _tune_on_dev(run.model_best, corpus / "dev.spacy", run.directory / "model-tuned")
+        tuned = _tune_on_dev(run.model_best, corpus / "dev.spacy", run.directory / "model-tuned", gpu_id)
         rows.append(dict(run.summary(), pipeline="egp-tuned",
-                         **_evaluate_in_subprocess(tuned, corpus / "test.spacy", batch_size)))
+                         **_evaluate_in_subprocess(tuned, test, batch_size, gpu_id)))
     return rows
 
 
@@ -119,6 +128,7 @@ def machine_description() -> Dict[str, Any]:
         "spacy": spacy.__version__,
         "thinc": thinc.__version__,
         "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 
@@ -267,9 +277,9 @@ def _train_all(runs: List[_TrainingRun], jobs: int, evaluate: Callable[[_Trainin
         to_evaluate.append(run)
 
 
-def _evaluate_in_subprocess(model: Path, test: Path, batch_size: int) -> Dict[str, Any]:
+def _evaluate_in_subprocess(model: Path, test: Path, batch_size: int, gpu_id: int = -1) -> Dict[str, Any]:
     command = [sys.executable, "-m", "spacy_egp.benchmark", "_evaluate", str(model), str(test),
-               "--batch-size", str(batch_size)]
+               "--batch-size", str(batch_size), "--gpu-id", str(gpu_id)]
     load_before = os.getloadavg()[0]
     out = subprocess.run(command, capture_output=True, text=True, env=single_threaded_env())
     if out.returncode != 0:
@@ -278,9 +288,10 @@ def _evaluate_in_subprocess(model: Path, test: Path, batch_size: int) -> Dict[st
     return dict(json.loads(out.stdout.strip().splitlines()[-1]), load_average_1min=load_before)
 
 
-def _tune_on_dev(model: Path, dev: Path, output: Path) -> Path:
+def _tune_on_dev(model: Path, dev: Path, output: Path, gpu_id: int = -1) -> Path:
     """Per-label thresholds tuned on dev (never on test) by `python -m spacy_egp.tune`."""
-    command = [sys.executable, "-m", "spacy_egp.tune", str(model), str(dev), "--output", str(output)]
+    command = [sys.executable, "-m", "spacy_egp.tune", str(model), str(dev), "--output", str(output),
+               "--gpu-id", str(gpu_id)]
     out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"tuning {model} failed:\n{out.stdout}\n{out.stderr}")

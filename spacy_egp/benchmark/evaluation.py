@@ -28,8 +28,10 @@ SpanKey = Tuple[int, int, int, str]  # doc index, start char, end char, label
 REPEATS = 3
 
 
-def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256) -> Dict[str, Any]:
-    """Scores and costs of the pipeline at `model_path` on the .spacy file `test_path`."""
+def evaluate_pipeline(model_path: str, test_path: str, batch_size: int = 256, gpu_id: int = -1) -> Dict[str, Any]:
+    """Scores and costs of the pipeline at `model_path` on the .spacy file `test_path`, on GPU `gpu_id` if >= 0."""
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
     nlp = spacy.load(model_path)
     gold_docs = list(DocBin().from_disk(test_path).get_docs(nlp.vocab))
     texts = [doc.text for doc in gold_docs]

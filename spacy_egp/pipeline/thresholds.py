@@ -140,8 +140,9 @@ def score_levels(cands: Candidates, floor: float) -> Tuple[numpy.ndarray, ...]:
     scores, gold = cands.scores[order], cands.is_gold[order]
     values, first = numpy.unique(-scores, return_index=True)
     values = -values  # distinct scores, highest first
-    ends = numpy.append(first[1:], len(scores))
-    tp = numpy.concatenate([[0], numpy.cumsum(gold)[ends - 1] if len(ends) else []])
+    # no candidate above the floor (an untrained model, say): only interval 0, predicting nothing
+    ends = numpy.append(first[1:], len(scores)) if len(scores) else numpy.zeros(0, dtype="int64")
+    tp = numpy.concatenate([[0], numpy.cumsum(gold)[ends - 1]])
     pred = numpy.concatenate([[0], ends])
     lo = numpy.concatenate([values, [floor]]).astype("float64")
     hi = numpy.concatenate([[numpy.inf], values]).astype("float64")
