@@ -222,3 +222,41 @@ def test_distillation_section_judges_the_student_against_gold_only_plus_two(tmp_
     lines = table.splitlines()
     assert len(lines) == 2 + len(rows) and "| CNN student | " in lines[-1] and "train 3.0 MiB" in lines[-1]
     assert f"**{student_f * 100:.2f}**" in lines[-1] and "| 10 |" in lines[-1]
+
+
+def _device_run(folder, pipeline, max_steps, scores, console="", test_f=None):
+    """A compare run folder as device_run.sh leaves it: config, ThroughputLogger log, console, maybe a part."""
+    for sub in ("configs", "logs"):
+        (folder / sub).mkdir(parents=True)
+    Config({"training": {"max_steps": max_steps}}).to_disk(folder / "configs" / f"{pipeline}.cfg")
+    lines = [json.dumps({"step": step, "words": 100 * step, "seconds": 1 + step // 10, "score": score})
+             for step, score in scores]
+    (folder / "logs" / f"{pipeline}.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "console.txt").write_text(console)
+    if test_f is not None:
+        (folder / "parts").mkdir()
+        part = {"machine": {"gpu": "Test GPU"}, "rows": [{"pipeline": pipeline, "test_f": test_f}]}
+        (folder / "parts" / f"{pipeline}.json").write_text(json.dumps(part))
+
+
+def test_device_runs_report_how_far_each_got_beside_the_cpu_run(tmp_path):
+    from spacy_egp.benchmark.device_report import device_sections
+
+    device = tmp_path / "data-gpu"
+    device.mkdir()
+    (device / "device_run.sh").write_text("# trains the runs below at once\n")
+    _device_run(device / "egp", "egp", 40, [(0, 0.0), (20, 0.5), (40, 0.6)], test_f=0.61)
+    _device_run(device / "egp-mp", "egp", 80, [(0, 0.0), (20, 0.55), (40, 0.7), (60, 0.65)],
+                console="spacy train x --components.transformer.model.mixed_precision true\n")
+    _device_run(device / "gp", "gp", 40, [(0, 0.0), (20, 0.3)])
+    _device_run(tmp_path / "data", "egp", 40, [(0, 0.0), (20, 0.4), (40, 0.58)], test_f=0.58)
+    (tmp_path / "data" / "console.txt").unlink()
+
+    title, caption, table = device_sections(tmp_path)
+    assert title == "### On a GPU: data-gpu (Test GPU)" and "The 3 runs of `data-gpu/device_run.sh`" in caption
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in table.splitlines()[2:]}
+    assert "dev F @ 40 |" in table  # the last step every EGP run reached, the CPU one included
+    assert rows["egp"][2:] == ["40 / 40", "no", "60.00 @ 40", "60.00", "1,000", "61.00 |"]  # (4,000 - 0) words in (5 - 1) s
+    assert rows["egp-mp"][2:5] == ["60 / 80", "yes", "70.00 @ 40"] and rows["egp-mp"][-1] == "– |"
+    assert rows["gp"][5] == "–"  # GP never reached step 40
+    assert rows["egp on CPU (data)"][2:6] == ["40 / 40", "no", "58.00 @ 40", "58.00"]

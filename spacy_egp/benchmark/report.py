@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+from .device_report import device_sections
 from .distillation import distillation_sections
 from .probe import probe_sections
 from .relations_report import relation_sections
@@ -345,6 +346,7 @@ def write_report(results_dir: Path, readme: Path) -> None:
     parts += relation_sections(results_dir)  # results/*/relations.json, written by `benchmark relations`
     parts += distillation_sections(results_dir)  # results/*/distillation.json, written by `benchmark distill`
     parts += probe_sections(results_dir)  # results/probe/*.json, written by `benchmark probe`
+    parts += device_sections(results_dir)  # results/*/device_run.sh with the compare runs it made on a GPU
     body = "\n\n".join(parts)
     # only the files written by `ablation` (other tools leave their own JSON in that folder)
     summaries = [json.loads(p.read_text()) for p in sorted((results_dir / "ablation").glob("*.json"))]
