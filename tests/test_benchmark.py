@@ -260,3 +260,21 @@ def test_device_runs_report_how_far_each_got_beside_the_cpu_run(tmp_path):
     assert rows["egp-mp"][2:5] == ["60 / 80", "yes", "70.00 @ 40"] and rows["egp-mp"][-1] == "– |"
     assert rows["gp"][5] == "–"  # GP never reached step 40
     assert rows["egp on CPU (data)"][2:6] == ["40 / 40", "no", "58.00 @ 40", "58.00"]
+
+
+def test_heldout_section_reads_spacys_metrics_and_the_levers_of_the_trained_config(tmp_path):
+    from spacy_egp.benchmark.report import heldout_sections
+
+    folder = tmp_path / "heldout" / "msra"
+    folder.mkdir(parents=True)
+    for split, (p, r) in {"dev": (0.9, 0.8), "test": (0.85, 0.75)}.items():
+        metrics = {"spans_sc_p": p, "spans_sc_r": r, "spans_sc_f": 2 * p * r / (p + r)}
+        (folder / f"{split}.json").write_text(json.dumps(metrics))
+    config = Config({"training": {"max_steps": 2000, "optimizer": {"use_averages": True}},
+                     "embed": {"segmenter": "jieba"}})
+    config.to_disk(folder / "config.cfg")
+    (tmp_path / "heldout" / "unfinished").mkdir()  # no metrics yet: left out
+    title, table = heldout_sections(tmp_path)
+    assert "evaluate-test" in title
+    assert table.splitlines()[2:] == ["| msra | jieba words, averages | 2,000 | 90.00 | 80.00 | 84.71 | 85.00 | 75.00 | 79.69 |"]
+    assert heldout_sections(tmp_path / "nothing") == []

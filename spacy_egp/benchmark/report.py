@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+from thinc.api import Config
+
 from .device_report import device_sections
 from .distillation import distillation_sections
 from .probe import probe_sections
@@ -347,6 +349,7 @@ def write_report(results_dir: Path, readme: Path) -> None:
     parts += distillation_sections(results_dir)  # results/*/distillation.json, written by `benchmark distill`
     parts += probe_sections(results_dir)  # results/probe/*.json, written by `benchmark probe`
     parts += device_sections(results_dir)  # results/*/device_run.sh with the compare runs it made on a GPU
+    parts += heldout_sections(results_dir)  # results/heldout/DATASET/{dev,test}.json of `spacy evaluate`
     body = "\n\n".join(parts)
     # only the files written by `ablation` (other tools leave their own JSON in that folder)
     summaries = [json.loads(p.read_text()) for p in sorted((results_dir / "ablation").glob("*.json"))]
@@ -366,6 +369,28 @@ def write_report(results_dir: Path, readme: Path) -> None:
     (results_dir / "README.md").write_text("# Benchmark results\n\n" + full + "\n")
     _replace_readme_section(readme, "\n\n".join([body] + ablation + recall).replace("](", "](results/"))
     print(full)
+
+
+def heldout_sections(results_dir: Path) -> List[str]:
+    """The datasets run through the project workflow as a user would (`spacy project run all . --vars.dataset
+    NAME`, then `evaluate-test`): spaCy's own dev and test metrics, copied with the trained config."""
+    rows = []
+    for folder in sorted((results_dir / "heldout").glob("*/")):
+        dev, test = _read(folder / "dev.json"), _read(folder / "test.json")
+        if not (dev and test):
+            continue
+        config = (folder / "config.cfg").read_text()
+        levers = [name for name, line in (("jieba words", 'segmenter = "jieba"'), ("averages", "use_averages = true"))
+                  if line in config]
+        steps = Config().from_str(config, interpolate=False)["training"]["max_steps"]
+        rows.append(f"| {folder.name} | {', '.join(levers) or '–'} | {steps:,} | "
+                    + " | ".join(f"{100 * split['spans_sc_' + k]:.2f}" for split in (dev, test) for k in "prf") + " |")
+    if not rows:
+        return []
+    return ["### Held-out datasets through the project workflow (`spacy project run all . --vars.dataset NAME`, "
+            "then `evaluate-test`; spaCy's own scores)",
+            "| dataset | levers in the config | steps | dev P | dev R | dev F | test P | test R | test F |\n"
+            "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)]
 
 
 def _read(path: Path) -> Any:
