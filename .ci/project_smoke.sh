@@ -95,7 +95,8 @@ for name, labelled in (("train.spacy", True), ("unlabelled.spacy", False)):
 PY
 
 step "fresh virtual environment: torch==$TORCH_VERSION, the project's package, the wheel"
-# Created from the base interpreter (a venv of a venv is not nested), without system site-packages.
+# A throwaway venv under $WORK (mktemp, removed by the EXIT trap) that tests the built wheel as a user installs it;
+# .ci/setup and README's .venv are untouched. Created from the base interpreter (a venv of a venv is not nested), without system site-packages.
 "$PYTHON" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
 quiet_pip "$VPY" -m pip install --quiet "torch==$TORCH_VERSION"
