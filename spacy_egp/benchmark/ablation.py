@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional
 from thinc.api import Config
 
 from ..data.datasets import file_sha256
+from ..training.resumable import total_wall_seconds
 from .compare import run_hash
 
 COMPONENT = "efficient_globalpointer"
@@ -342,8 +343,8 @@ def sentence_stats(train: Path, lang: str, max_length: int = WINDOW_MAX_LENGTH) 
 
 
 class AblationRun:
-    """One `spacy train` process for one lever; a finished run (run.json, rc 0, model-best) of the same config on
-    the same corpus is reused."""
+    """One training process for one lever; a finished run (run.json, rc 0, model-best) of the same config on
+    the same corpus is reused, and one stopped mid-training resumes from its checkpoint (`spacy egp train`)."""
 
     def __init__(self, dataset: str, lever: str, config: Config, corpus: Path, results: Path,
                  models: Path = MODELS_ROOT, corpus_hashes: Optional[Dict[str, str]] = None):
@@ -357,7 +358,7 @@ class AblationRun:
         self.config = config
         self.config_hash = run_hash(config.to_str(interpolate=False), {}, corpus_hashes or {})
         self.command = [
-            sys.executable, "-m", "spacy", "train", str(self.config_path), "--output", str(self.model_dir),
+            sys.executable, "-m", "spacy_egp.train", str(self.config_path), "--output", str(self.model_dir),
             "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
         ]
         self.started = 0.0
@@ -384,8 +385,10 @@ class AblationRun:
             return subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def finish(self, returncode: int) -> None:
+        # a training resumed from a checkpoint: the wall time of all its calls (training-sessions.json)
+        wall = total_wall_seconds(self.model_dir) or time.perf_counter() - self.started
         self.run_json.write_text(json.dumps({"returncode": returncode, "config_sha256": self.config_hash,
-                                             "train_wall_seconds": time.perf_counter() - self.started}, indent=2))
+                                             "train_wall_seconds": wall}, indent=2))
 
     def row(self) -> Dict[str, Any]:
         """Best dev P/R/F (model-best's meta.json), the step of the best evaluation, train minutes."""

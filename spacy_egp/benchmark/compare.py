@@ -30,6 +30,7 @@ from spacy.tokens import DocBin
 from thinc.api import Config
 
 from ..data.datasets import file_sha256
+from ..training.resumable import total_wall_seconds
 from .logger import training_words_per_second
 from .pipelines import PIPELINES, flat_ents, pipeline_config, pipeline_names, suggester_max_length
 
@@ -165,7 +166,11 @@ def _write_flat_corpus(corpus: Path, out: Path, lang: str) -> Dict[str, Path]:
 
 
 class _TrainingRun:
-    """One `spacy train` process; its summary survives in training/NAME/benchmark.json, its rows in parts/NAME.json."""
+    """One training process; its summary survives in training/NAME/benchmark.json, its rows in parts/NAME.json.
+
+    It trains with `spacy egp train` (spacy train step for step, with checkpoints), so that a
+    benchmark stopped mid-training resumes that training when it is run again.
+    """
 
     def __init__(self, name: str, config: Config, output: Path, train: Path, dev: Path, gpu_id: int,
                  overrides: Dict[str, str]):
@@ -178,7 +183,7 @@ class _TrainingRun:
         self.log = output / "logs" / f"{name}.jsonl"
         self.console = output / "logs" / f"{name}.txt"
         self.command = [
-            sys.executable, "-m", "spacy", "train", str(self.config_path), "--output", str(self.directory),
+            sys.executable, "-m", "spacy_egp.train", str(self.config_path), "--output", str(self.directory),
             "--paths.train", str(train), "--paths.dev", str(dev), "--gpu-id", str(gpu_id),
         ] + [arg for key, value in overrides.items() for arg in (f"--{key}", value)]
         self.started = 0.0
@@ -228,8 +233,10 @@ class _TrainingRun:
         """Keep what only the process can tell: its wall time and peak RSS."""
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"training {self.name} failed: see {self.console}")
-        measured = {"train_wall_seconds": time.perf_counter() - self.started,
-                    "train_peak_rss_mb": rusage.ru_maxrss / 1024, "config_sha256": self.config_hash}
+        # a training resumed from a checkpoint: the wall time of all its calls (training-sessions.json)
+        wall = total_wall_seconds(self.directory) or time.perf_counter() - self.started
+        measured = {"train_wall_seconds": wall, "train_peak_rss_mb": rusage.ru_maxrss / 1024,
+                    "config_sha256": self.config_hash}
         self.summary_path.write_text(json.dumps(measured, indent=2))
 
     def summary(self) -> Dict[str, Any]:

@@ -16,4 +16,5 @@ COMMANDS = {
     "annotate": "Annotate a JSONL or Parquet corpus, locally or on Ray Data.",
     "teach": "Score a corpus with a teacher: its spans above a floor probability, stored on the docs of a DocBin.",
     "distill": "Teach, then train a student config on a mix of gold and teacher targets.",
+    "train": "spacy train that writes checkpoints and resumes from them when run again.",
 }
