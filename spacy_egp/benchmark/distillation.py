@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional
 from ..cli.distill import student_component
 from ..data.datasets import file_sha256
 from ..data.teach import DEFAULT_TEACHER_KEY, teach
+from ..training.resumable import total_wall_seconds
 from .compare import _evaluate_in_subprocess, machine_description
 
 STUDENT_FOLDERS = {"student": "student", "student-unlabelled": "student-unlabelled"}
@@ -89,7 +90,8 @@ def _teach(args: argparse.Namespace, source: Path, target: Path, unlabelled: boo
 
 
 def _train_student(args: argparse.Namespace, folder: Path, unlabelled: Optional[Path], identity: str) -> Dict[str, Any]:
-    """Teach (kept when done), then `spacy train` the student config on folder/teacher/ (logged to folder/train.log).
+    """Teach (kept when done), then train the student config on folder/teacher/ (logged to folder/train.log)
+    with `spacy egp train`, which resumes a stopped training from its checkpoint.
 
     RETURNS the training's wall time and what teaching stored.
     """
@@ -100,7 +102,7 @@ def _train_student(args: argparse.Namespace, folder: Path, unlabelled: Optional[
         sources.append((unlabelled, taught / "unlabelled.spacy", True))
     summaries = {target.stem: _teach(args, source, target, flag, identity) for source, target, flag in sources}
     component = student_component(args.student_config, None)
-    command = [sys.executable, "-m", "spacy", "train", str(args.student_config), "--output", str(folder),
+    command = [sys.executable, "-m", "spacy_egp.train", str(args.student_config), "--output", str(folder),
                "--paths.train", str(taught), "--paths.dev", str(args.corpus / "dev.spacy"),
                f"--components.{component}.distill_key", DEFAULT_TEACHER_KEY,
                f"--components.{component}.distill_weight", str(args.weight)]
@@ -111,7 +113,7 @@ def _train_student(args: argparse.Namespace, folder: Path, unlabelled: Optional[
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
     if status != 0:
         raise RuntimeError(f"training the student in {folder} failed: see {folder / 'train.log'}")
-    return {"train_wall_seconds": time.perf_counter() - started,
+    return {"train_wall_seconds": total_wall_seconds(folder) or time.perf_counter() - started,
             "taught_bytes": {name: summary["output_bytes"] for name, summary in summaries.items()},
             "taught_cells_per_doc": {name: summary["cells"] / max(1, summary["docs"])
                                      for name, summary in summaries.items()}}

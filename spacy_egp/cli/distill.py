@@ -4,8 +4,8 @@
 
 1. The teacher scores T (and U, as unlabelled docs) into OUTPUT_DIR/teacher/
    (train.spacy, unlabelled.spacy), as `spacy egp teach` does.
-2. `spacy train STUDENT_CONFIG --output OUTPUT_DIR` trains the student on that
-   folder (spaCy's corpus reader reads every .spacy file in it), with
+2. `spacy egp train STUDENT_CONFIG --output OUTPUT_DIR` (spacy train, resumable)
+   trains the student on that folder (spaCy's corpus reader reads every .spacy file in it), with
    distill_key and distill_weight set on the config's efficient_globalpointer
    component. Any other --section.key value is passed to spacy train as an override.
 """
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from spacy.cli._util import parse_config_overrides, setup_gpu
+from spacy.cli._util import parse_config_overrides, setup_gpu, show_validation_error
 from spacy.util import load_config
 
 from ..data.teach import TeachError, load_teacher, teach
@@ -97,9 +97,12 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     del teacher  # the student trains without it
-    from spacy.cli.train import train  # imported here: spacy train's imports are slow
+    from ..training.resumable import train  # imported here: spacy train's imports are slow
 
-    train(args.student_config, args.output, use_gpu=args.gpu_id, overrides=overrides)
+    with show_validation_error(args.student_config):
+        config = load_config(args.student_config, overrides=overrides, interpolate=False)
+    with show_validation_error(args.student_config, hint_fill=False):
+        train(config, args.output, use_gpu=args.gpu_id)
     return 0
 
 
