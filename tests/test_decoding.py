@@ -9,8 +9,7 @@ import warnings
 import numpy
 import pytest
 import spacy
-from spacy.tokens import Doc, DocBin
-from spacy.training import Example
+from spacy.tokens import DocBin
 
 import spacy_egp.pipeline.decoding as decoding
 from conftest import nested_examples, train

@@ -1,7 +1,6 @@
 """gplinker's entity_roles: the reference's two untyped entity channels, learned from relation arguments only."""
 
 import random
-from typing import List
 
 import numpy
 import pytest

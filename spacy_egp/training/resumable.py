@@ -286,10 +286,18 @@ class _Run:
                 update_meta(self.T, self.nlp, info)
             self._save_model(self.output_path / DIR_MODEL_LAST)
             if is_best:
-                shutil.rmtree(self.output_path / DIR_MODEL_BEST, ignore_errors=True)
-                shutil.copytree(self.output_path / DIR_MODEL_LAST, self.output_path / DIR_MODEL_BEST)
+                self._copy_to_model_best()
             info["output_path"] = str(self.output_path / DIR_MODEL_LAST)
         return info
+
+    def _copy_to_model_best(self) -> None:
+        """model-last becomes model-best; a process stopped meanwhile leaves the old one or the new one whole."""
+        best = self.output_path / DIR_MODEL_BEST
+        partial = best.with_name(best.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(self.output_path / DIR_MODEL_LAST, partial)
+        shutil.rmtree(best, ignore_errors=True)
+        partial.rename(best)
 
     def _should_stop(self, step: int) -> bool:
         """spaCy's stopping rules: patience steps without improvement, or max_steps reached."""
