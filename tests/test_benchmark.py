@@ -199,6 +199,24 @@ def test_targets_compare_a_pretrained_encoders_egp_with_the_cnn_configs():
     assert "| EGP (me5s) dev F1 ≥ 75 | cluener | 65.43 | **no** |" in format_targets([me5s], [])
 
 
+def test_targets_hold_the_cpu_accuracy_issues_margins_and_absolute_rows():
+    """spancat + 1, GP - 0.5, CLUENER's EGP >= 73.5 and CMeEE-5k's recall against spancat's, from the rows."""
+    def row(name, f, r=0.5):
+        return {"pipeline": name, "test_f": f, "test_r": r, "head_share_of_inference": 0.1}
+
+    cluener = {"dataset": "cluener", "tok2vec": "CNN",
+               "rows": [row("egp", 0.7404), row("spancat", 0.7310), row("gp", 0.7450)]}
+    table = format_targets([cluener], [])
+    assert "| EGP F1 ≥ spaCy spancat F1 + 1 | cluener (CNN) | +0.94 points | **no** |" in table
+    assert "| EGP F1 ≥ GP F1 − 0.5 | cluener (CNN) | -0.46 points | yes |" in table
+    assert "| EGP F1 ≥ 73.5 | cluener (CNN) | 74.04 | yes |" in table
+    cluener["rows"][0]["test_f"] = 0.7349
+    assert "| EGP F1 ≥ 73.5 | cluener (CNN) | 73.49 | **no** |" in format_targets([cluener], [])
+    cmeee = {"dataset": "cmeee5k", "tok2vec": "CNN", "rows": [row("egp", 0.5, r=0.48), row("spancat", 0.45, r=0.5)]}
+    assert ("| EGP recall ≥ spaCy spancat recall (default threshold) | cmeee5k (CNN) | -2.00 points | **no** |"
+            in format_targets([cmeee], []))
+    assert "73.5" not in format_targets([cmeee], []) and "recall" not in table
+
 @pytest.mark.parametrize("student_f, verdict", [(0.745, "met"), (0.735, "missed")])
 def test_distillation_section_judges_the_student_against_gold_only_plus_two(tmp_path, student_f, verdict):
     """The generated section states the targets from the rows: F >= gold-only + 2 points, speed >= 0.9x."""

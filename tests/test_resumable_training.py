@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+import spacy
+import torch
 from spacy.cli.train import train as spacy_train
 from spacy.util import load_config
 
@@ -106,3 +108,32 @@ def test_the_command_pauses_resumes_and_names_bad_options(corpus, tmp_path, caps
     assert egp_train(args + ["--stop-after-steps", "1"]) == 0
     assert egp_train(args + ["--training.dropout", "0.3"]) == 2
     assert "different config" in capsys.readouterr().err
+
+
+def test_a_paused_transformer_run_resumes_to_the_same_weights(shared_data, tmp_path):
+    """MiniLM through a TransformerListener: the torch weights, their Adam moments and torch's random state."""
+    from test_training import minilm_path
+
+    corpus = tmp_path / "genia"
+    assert convert(["dataset", "genia_small", str(shared_data), str(corpus), "--lang", "en", "--limit", "12"]) == 0
+    values = {"paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
+              "paths.transformer": minilm_path(), "training.max_steps": 4, "training.eval_frequency": 2,
+              "training.batcher.size": 4, "training.dropout": 0.2}
+    config = load_config(REPO / "configs" / "genia_small_trf_offline.cfg", overrides=values, interpolate=False)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(config, whole)
+    assert not train(config, parts, stop_after_steps=3).finished
+    assert train(config, parts).finished
+    ours, theirs = weights(parts / "model-last"), weights(whole / "model-last")
+    assert ours["efficient_globalpointer"] == theirs["efficient_globalpointer"]
+    # the transformer's file also holds its Hugging Face config, whose _name_or_path is a temporary folder
+    ours, theirs = transformer_tensors(parts / "model-last"), transformer_tensors(whole / "model-last")
+    assert len(ours) > 100 and ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+
+
+def transformer_tensors(model_dir: Path) -> dict:
+    """The torch state dict of the pipeline's transformer."""
+    model = spacy.load(model_dir).get_pipe("transformer").model
+    (shim,) = [shim for node in model.walk() for shim in node.shims]
+    return shim._model.state_dict()

@@ -10,7 +10,7 @@ results/
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from thinc.api import Config
 
@@ -70,12 +70,13 @@ def format_targets(datasets: List[Dict[str, Any]], long_rows: List[Dict[str, Any
         if "egp" not in rows:
             continue
         egp, name = rows["egp"], f"{results['dataset']} ({results['tok2vec']})"
-        for other, margin in (("spancat", 0.0), ("ner", 0.05 if results["dataset"] == "cluener" and results["tok2vec"] == "CNN" else 0.0), ("gp", -0.005)):
+        for other, margin in _margins(results):
             if other in rows:
                 gap = (egp["test_f"] - rows[other]["test_f"]) * 100
                 offset = "" if margin == 0 else f" {'+' if margin > 0 else '−'} {abs(margin) * 100:g}"
                 add(f"EGP F1 ≥ {NAMES[other]} F1{offset}", name,
                     f"{gap:+.2f} points", gap >= margin * 100 - 1e-9)
+        _add_cnn_targets(results, rows, add)
         if "ner" in rows:
             ratio = egp["inference_words_per_second"] / rows["ner"]["inference_words_per_second"]
             add("EGP inference words/s ≥ 2 × ner's", name, f"{ratio:.2f} ×", ratio >= 2)
@@ -89,6 +90,32 @@ def format_targets(datasets: List[Dict[str, Any]], long_rows: List[Dict[str, Any
         peak = egp_docs[64000]["peak_rss_mb"]
         add("EGP 64k-token doc peak RSS < 1.5 GB", "one doc", f"{peak:,.0f} MB", peak < 1536)
     return "\n".join(lines)
+
+
+def _margins(results: Dict[str, Any]) -> List[Tuple[str, float]]:
+    """(other pipeline, points EGP's test F1 must be ahead of it) of the issues: spancat + 1, ner + 1 (+ 5 on
+    CLUENER's CNN table), GP − 0.5."""
+    ner = 0.05 if (results["dataset"], results["tok2vec"]) == ("cluener", "CNN") else 0.01
+    return [("spancat", 0.01), ("ner", ner), ("gp", -0.005)]
+
+
+# absolute test F1 targets of the CNN configs' EGP (issue: CPU accuracy)
+CNN_TEST_TARGETS = {"cluener": 0.735}
+# where EGP's test recall at the default threshold must reach spancat's (issue: CPU accuracy)
+CNN_RECALL_TARGETS = {"cmeee5k"}
+
+
+def _add_cnn_targets(results: Dict[str, Any], rows: Dict[str, Dict[str, Any]],
+                     add: Callable[[str, str, str, bool], None]) -> None:
+    if results["tok2vec"] != "CNN":
+        return
+    name, egp = f"{results['dataset']} (CNN)", rows["egp"]
+    target = CNN_TEST_TARGETS.get(results["dataset"])
+    if target is not None:
+        add(f"EGP F1 ≥ {target * 100:g}", name, f"{egp['test_f'] * 100:.2f}", egp["test_f"] >= target)
+    if results["dataset"] in CNN_RECALL_TARGETS and "spancat" in rows:
+        gap = (egp["test_r"] - rows["spancat"]["test_r"]) * 100
+        add("EGP recall ≥ spaCy spancat recall (default threshold)", name, f"{gap:+.2f} points", gap >= -1e-9)
 
 
 # a pretrained encoder's EGP against the CNN config's EGP on the same test set (issue: pretrained encoders)
