@@ -101,13 +101,12 @@ def test_the_command_pauses_resumes_and_names_bad_options(corpus, tmp_path, caps
             "--paths.dev", str(corpus / "dev.spacy"), "--training.max_steps", "3", "--training.eval_frequency", "2"]
     assert egp_train(args + ["--stop-after-steps", "2"]) == 0
     assert "Paused after step 1" in capsys.readouterr().err
+    assert egp_train(args + ["--training.dropout", "0.3"]) == 2
+    assert "different config" in capsys.readouterr().err
     assert egp_train(args) == 0
     assert "Finished at step 3" in capsys.readouterr().err
     assert egp_train(args + ["--checkpoint-every", "0"]) == 2
     assert "--checkpoint-every must be a positive number" in capsys.readouterr().err
-    assert egp_train(args + ["--stop-after-steps", "1"]) == 0
-    assert egp_train(args + ["--training.dropout", "0.3"]) == 2
-    assert "different config" in capsys.readouterr().err
 
 
 def test_a_paused_transformer_run_resumes_to_the_same_weights(shared_data, tmp_path):
