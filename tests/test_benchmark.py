@@ -74,6 +74,24 @@ def test_generated_configs_build_a_pipeline(name):
     assert weighted == {main}
 
 
+def test_a_baseline_head_scale_builds_the_scaled_spacy_heads_and_leaves_egp_and_gp_alone():
+    template = Config().from_disk(REPO / "configs" / "cluener_trf_offline.cfg", interpolate=False)
+
+    def config(name, scale):
+        return pipeline_config(template, name, ngram_max=7, max_steps=1344, eval_frequency=336, log_path="x",
+                               baseline_head_lr_scale=scale)
+
+    for name, factory in (("spancat", "bench_scaled_spancat"), ("ner", "bench_scaled_ner")):
+        scaled = config(name, 20.0)
+        assert scaled["components"][name]["factory"] == factory
+        assert scaled["components"][name]["head_lr_scale"] == 20.0
+        nlp = spacy.util.load_model_from_config(scaled, auto_fill=True, validate=True)
+        assert nlp.get_pipe(name).head_lr_scale == 20.0
+        assert config(name, 1.0)["components"][name]["factory"] == name
+    for name in ("egp", "gp"):
+        assert config(name, 20.0).to_str() == config(name, 1.0).to_str()
+
+
 def test_a_transformer_schedule_in_numbers_ends_at_the_benchmark_budget():
     """cluener_trf_offline.cfg decays over 6,720 steps (10 epochs) after 672 of warm-up; 2 epochs: 1,344 and 134."""
     template = Config().from_disk(REPO / "configs" / "cluener_trf_offline.cfg", interpolate=False)

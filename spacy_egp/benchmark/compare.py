@@ -38,12 +38,13 @@ from .pipelines import PIPELINES, flat_ents, pipeline_config, pipeline_names, su
 def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pipelines: List[str],
                 max_steps: int, eval_frequency: int, jobs: int = 1, batch_size: int = 256,
                 gpu_id: int = -1, inference_gpu_id: int = -1, tok2vec_name: str = "CNN",
-                overrides: Dict[str, str] = None) -> Dict[str, Any]:
+                overrides: Dict[str, str] = None, baseline_head_lr_scale: float = 1.0) -> Dict[str, Any]:
     """Train and evaluate the pipelines on `corpus`/{train,dev,test}.spacy; write output/results.json.
 
     gpu_id: the GPU `spacy train` uses (-1: CPU). inference_gpu_id: the GPU the
     test figures and the dev threshold tuning use; -1 (default) times inference
-    on one CPU thread.
+    on one CPU thread. baseline_head_lr_scale: spancat's and ner's own layers
+    learn at that times the rate (pipelines.pipeline_config).
     """
     names = pipeline_names(pipelines)
     _check_corpus(corpus)
@@ -56,7 +57,8 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
     # every pipeline's run, so that the parts of earlier invocations with other --pipelines merge in
     runs = [_run_of(name, template_config, corpus, flat, output, ngram_max=ngram_max, max_steps=max_steps,
                     eval_frequency=eval_frequency, gpu_id=gpu_id, overrides=overrides or {},
-                    corpus_hashes=corpus_hashes) for name in PIPELINES]
+                    corpus_hashes=corpus_hashes, baseline_head_lr_scale=baseline_head_lr_scale)
+            for name in PIPELINES]
     selected = [run for run in runs if run.name in names]
     for run in selected:
         if run.finished():
@@ -77,6 +79,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
         "eval_frequency": eval_frequency,
         "spancat_ngram_max": ngram_max,
         "parallel_trainings": jobs,
+        "baseline_head_lr_scale": baseline_head_lr_scale,
         "train_gpu_id": gpu_id,
         "inference_gpu_id": inference_gpu_id,
         "inference_batch_size": batch_size,
@@ -91,10 +94,11 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
 
 def _run_of(name: str, template: Config, corpus: Path, flat: Dict[str, Path], output: Path, *, ngram_max: int,
             max_steps: int, eval_frequency: int, gpu_id: int, overrides: Dict[str, str],
-            corpus_hashes: Dict[str, str]) -> "_TrainingRun":
+            corpus_hashes: Dict[str, str], baseline_head_lr_scale: float) -> "_TrainingRun":
     """Pipeline `name`'s training run, with its generated config and the hash that identifies its result."""
     config = pipeline_config(template, name, ngram_max=ngram_max, max_steps=max_steps,
-                             eval_frequency=eval_frequency, log_path=str(output / "logs" / f"{name}.jsonl"))
+                             eval_frequency=eval_frequency, log_path=str(output / "logs" / f"{name}.jsonl"),
+                             baseline_head_lr_scale=baseline_head_lr_scale)
     train, dev = (flat["train"], flat["dev"]) if name == "ner" else (corpus / "train.spacy", corpus / "dev.spacy")
     run = _TrainingRun(name, config, output, train, dev, gpu_id, overrides)
     run.config_hash = run_hash(config.to_str(interpolate=False), overrides, corpus_hashes)

@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 from thinc.api import Config
 
 from ..pipeline.efficient_globalpointer import score_weights_for
+from .scaled_heads import SCALED_NER_FACTORY, SCALED_SPANCAT_FACTORY
 
 PIPELINES = ("egp", "gp", "spancat", "ner")
 EGP_COMPONENT = "efficient_globalpointer"
@@ -37,8 +38,13 @@ def suggester_max_length(docs: Iterable[Doc], coverage: float = 0.995) -> int:
 
 
 def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: int,
-                    eval_frequency: int, log_path: str) -> Config:
-    """The config of pipeline `name` (one of PIPELINES) from the EGP template."""
+                    eval_frequency: int, log_path: str, baseline_head_lr_scale: float = 1.0) -> Config:
+    """The config of pipeline `name` (one of PIPELINES) from the EGP template.
+
+    baseline_head_lr_scale: where not 1, spancat and ner are the benchmark's
+    subclasses whose own layers learn at that times the rate (scaled_heads.py),
+    as EGP's and GP's do at the template's `head_lr_scale`.
+    """
     if name not in PIPELINES:
         raise ValueError(f"unknown pipeline {name!r}: choose one of {', '.join(PIPELINES)}")
     config = copy.deepcopy(template)
@@ -61,6 +67,9 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
         components[name] = _spancat(tok2vec, ngram_max)
     else:
         components[name] = _ner(tok2vec)
+    if name in ("spancat", "ner") and baseline_head_lr_scale != 1.0:
+        factory = SCALED_SPANCAT_FACTORY if name == "spancat" else SCALED_NER_FACTORY
+        components[name].update(factory=factory, head_lr_scale=float(baseline_head_lr_scale))
     main = EGP_COMPONENT if name in ("egp", "gp") else name
     config["nlp"]["pipeline"] = [p if p != EGP_COMPONENT else main for p in config["nlp"]["pipeline"]]
     config["initialize"]["components"] = {}

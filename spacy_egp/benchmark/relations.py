@@ -137,7 +137,8 @@ def _to_baseline(config: Config) -> None:
         pipeline.append("tok2vec")
         listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": _tok2vec_width(tok2vec),
                     "upstream": "tok2vec"}
-    from .relations_baseline import ARCHITECTURE, FACTORY, SCALED_NER_FACTORY
+    from .relations_baseline import ARCHITECTURE, FACTORY
+    from .scaled_heads import SCALED_NER_FACTORY
 
     head_lr_scale = gplinker.get("head_lr_scale", 1.0)
     components["ner"] = _ner(listener)

@@ -31,8 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy
 from spacy.language import Language
-from spacy.pipeline import EntityRecognizer, TrainablePipe
-from spacy.pipeline.ner import DEFAULT_NER_MODEL
+from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import registry
@@ -46,8 +45,6 @@ from ..pipeline.gplinker import RELATION_SCORE_WEIGHTS
 from ..pipeline.relations import RelationOffsets, relation_offsets, store_relation_offsets
 
 FACTORY = "bench_relation_classifier"
-# spaCy's ner whose own layers learn at head_lr_scale times the rate, as the heads it is compared with
-SCALED_NER_FACTORY = "bench_scaled_ner"
 ARCHITECTURE = "spacy_egp.bench_rel_classifier.v1"
 # Each row of a doc's instance array: head start, head end, tail start, tail end (token offsets, end exclusive)
 PairArrays = List[Ints2d]
@@ -384,52 +381,3 @@ class RelationClassifier(TrainablePipe):
         docs = [eg.reference for eg in sample]
         arrays = [self.model.ops.asarray2i(pair_array(self._pairs(doc.ents))) for doc in docs]
         self.model.initialize(X=(docs, arrays))
-
-
-@Language.factory(
-    SCALED_NER_FACTORY,
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_config={
-        "moves": None,
-        "update_with_oracle_cut_size": 100,
-        "model": DEFAULT_NER_MODEL,
-        "incorrect_spans_key": None,
-        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
-        "head_lr_scale": 1.0,
-    },
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-)
-def make_scaled_ner(
-    nlp: Language,
-    name: str,
-    model: Model,
-    moves: Any,
-    update_with_oracle_cut_size: int,
-    incorrect_spans_key: Optional[str],
-    scorer: Optional[Callable],
-    head_lr_scale: float,
-) -> "ScaledEntityRecognizer":
-    """spaCy's ner (its factory's arguments) plus head_lr_scale (see ScaledEntityRecognizer)."""
-    ner = ScaledEntityRecognizer(
-        nlp.vocab, model, name=name, moves=moves, update_with_oracle_cut_size=update_with_oracle_cut_size,
-        incorrect_spans_key=incorrect_spans_key, scorer=scorer,
-    )
-    if not head_lr_scale > 0:
-        raise ValueError(f"head_lr_scale must be > 0, got {head_lr_scale!r}.")
-    ner.head_lr_scale = float(head_lr_scale)
-    return ner
-
-
-class ScaledEntityRecognizer(EntityRecognizer):
-    """spaCy's ner, its own layers at head_lr_scale times the learning rate.
-
-    A baseline on a pretrained encoder whose recipe gives the heads a larger rate
-    (configs/conll04_trf_offline.cfg: encoder 5e-5, heads x20) gets the same scale
-    for its ner: spaCy's optimizer has one rate, which would leave a fresh ner at
-    the encoder's 5e-5.
-    """
-
-    head_lr_scale: float = 1.0
-
-    def finish_update(self, sgd: Optimizer) -> None:
-        finish_update_after_tok2vec(self.model, sgd, self.head_lr_scale)
