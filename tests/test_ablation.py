@@ -440,3 +440,36 @@ def test_sentence_stats(tmp_path: Path) -> None:
     DocBin(docs=[doc, nlp("d e")]).to_disk(tmp_path / "train.spacy")
     assert sentence_stats(tmp_path / "train.spacy", "en", max_length=2) == {
         "docs": 2, "docs_with_sents": 1, "docs_longer": 1, "max_length": 2}
+
+
+@pytest.fixture(scope="module")
+def cluener_slice(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    from spacy_egp.convert import main as convert
+
+    out = tmp_path_factory.mktemp("cluener")
+    assert convert(["dataset", "cluener", str(shared_data), str(out), "--lang", "zh", "--limit", "40"]) == 0
+    return out
+
+
+def test_levers_on_spacy_ner_train_the_benchmark_ner_on_the_flat_gold(tmp_path: Path, cluener_slice: Path) -> None:
+    """pipeline="ner": each EGP variant becomes compare's ner config (the context lever in its shared tok2vec)."""
+    results, models = tmp_path / "results", tmp_path / "models"
+    summary = run_ablation("toy-ner", template=CONFIGS / "cluener_cnn.cfg", corpus=cluener_slice, levers=["context"],
+                           max_steps=4, eval_frequency=2, results=results, models=models, pipeline="ner")
+    assert summary["pipeline"] == "ner" and [row["lever"] for row in summary["rows"]] == ["baseline", "context"]
+    configs = {lever: Config().from_disk(results / "toy-ner" / lever / "config.cfg", interpolate=False)
+               for lever in ("baseline", "context")}
+    for lever, config in configs.items():
+        assert config["nlp"]["pipeline"] == ["ner"] and config["components"]["ner"]["factory"] == "ner"
+        assert config["training"]["score_weights"]["ents_f"] == 1.0
+        tok2vec = config["components"]["ner"]["model"]["tok2vec"]
+        assert (tok2vec.get("@layers") == "chain.v1") == (lever == "context")
+    assert configs["context"]["components"]["ner"]["model"]["tok2vec"]["*"]["context"]["@architectures"] == \
+        "spacy.TorchBiLSTMEncoder.v1"
+    # trained on doc.ents (the flat gold), so its model-best is scored on entities
+    flat = list(DocBin().from_disk(results / "toy-ner" / "corpus" / "train_flat.spacy").get_docs(spacy.blank("zh").vocab))
+    assert sum(len(doc.ents) for doc in flat) > 0
+    meta = json.loads((models / "toy-ner" / "context" / "model-best" / "meta.json").read_text())
+    assert summary["rows"][1]["dev_f"] == meta["performance"]["ents_f"]
+    assert summary["rows"][1]["last_step"] == 4
+    assert "toy-ner (spaCy `ner`)" in "\n\n".join(ablation_section([summary]))

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     ablation.add_argument("--reference", choices=["baseline", "shipped"], default="baseline",
                           help="the row every lever is measured against: the default before the accuracy levers "
                                "(baseline) or the template as it is (shipped)")
+    ablation.add_argument("--pipeline", choices=["egp", "gp", "spancat", "ner"], default="egp",
+                          help="the component the levers are measured on; the others are built from each EGP "
+                               "variant as `compare` builds them (default: egp)")
     ablation.add_argument("--max-steps", type=int, required=True)
     ablation.add_argument("--eval-frequency", type=int, default=250)
     ablation.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")
@@ -140,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         summary = run_ablation(args.dataset, template=args.template, corpus=args.corpus, levers=args.levers,
                                max_steps=args.max_steps, eval_frequency=args.eval_frequency, jobs=args.jobs,
                                output=args.output, models=args.models, reference=args.reference,
-                               overrides=dict(item.split("=", 1) for item in args.set))
+                               overrides=dict(item.split("=", 1) for item in args.set), pipeline=args.pipeline)
         print(format_ablation_table([summary]))
     elif args.command == "long-docs":
         from .long_docs import long_docs

@@ -1,5 +1,11 @@
 """Accuracy ablation: one change at a time against today's default EGP config.
 
+Each lever edits the EGP template. With `pipeline` other than "egp", every
+variant is then turned into that pipeline's config the way `benchmark compare`
+does (pipelines.pipeline_config: same tok2vec, the head's context in the shared
+tok2vec, ner trained and selected on the flat gold), so that a lever's effect
+on spaCy's own heads is measured with the same code.
+
 Every lever is a small function in `LEVERS` that edits a copy of the
 (uninterpolated) template config. The reference row is either `baseline`
 (the default before the accuracy levers, applied first to every variant)
@@ -33,7 +39,8 @@ from thinc.api import Config
 
 from ..data.datasets import file_sha256
 from ..training.resumable import total_wall_seconds
-from .compare import run_hash
+from .compare import run_hash, write_flat_corpus
+from .pipelines import PIPELINES, pipeline_config, suggester_max_length
 
 COMPONENT = "efficient_globalpointer"
 GP_ARCHITECTURE = "spacy_egp.GlobalPointer.v2"
@@ -328,6 +335,26 @@ def build_config(template: Config, lever: str, *, max_steps: int, eval_frequency
     return config
 
 
+def _pipeline_converter(pipeline: str, corpus: Path, lang: str, max_steps: int, eval_frequency: int) -> Callable[[Config, str], Config]:
+    """(EGP variant config, lever) -> the config of `pipeline` built from it, as `benchmark compare` builds it."""
+    if pipeline == "egp":
+        return lambda config, lever: config
+    ngram_max = 0
+    if pipeline == "spancat":
+        import spacy
+        from spacy.tokens import DocBin
+
+        ngram_max = suggester_max_length(DocBin().from_disk(corpus / "train.spacy").get_docs(spacy.blank(lang).vocab))
+
+    def convert(config: Config, lever: str) -> Config:
+        converted = pipeline_config(config, pipeline, ngram_max=ngram_max, max_steps=max_steps,
+                                    eval_frequency=eval_frequency, log_path="")
+        converted["training"]["logger"] = config["training"]["logger"]  # the console table the rows are read from
+        return converted
+
+    return convert
+
+
 def sentence_stats(train: Path, lang: str, max_length: int = WINDOW_MAX_LENGTH) -> Dict[str, int]:
     """How many train docs have sentence boundaries, and how many exceed `max_length` tokens."""
     import spacy
@@ -347,7 +374,8 @@ class AblationRun:
     the same corpus is reused, and one stopped mid-training resumes from its checkpoint (`spacy egp train`)."""
 
     def __init__(self, dataset: str, lever: str, config: Config, corpus: Path, results: Path,
-                 models: Path = MODELS_ROOT, corpus_hashes: Optional[Dict[str, str]] = None):
+                 models: Path = MODELS_ROOT, corpus_hashes: Optional[Dict[str, str]] = None,
+                 train_dev: Optional[Dict[str, Path]] = None, score_prefix: str = "spans_sc"):
         slug = lever.replace(":", "-").replace("+", "-")
         self.lever = lever
         self.directory = results / dataset / slug
@@ -357,10 +385,12 @@ class AblationRun:
         self.run_json = self.directory / "run.json"
         self.config = config
         self.config_hash = run_hash(config.to_str(interpolate=False), {}, corpus_hashes or {})
+        paths = train_dev or {split: corpus / f"{split}.spacy" for split in ("train", "dev")}
         self.command = [
             sys.executable, "-m", "spacy_egp.train", str(self.config_path), "--output", str(self.model_dir),
-            "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+            "--paths.train", str(paths["train"]), "--paths.dev", str(paths["dev"]),
         ]
+        self.score_prefix = score_prefix
         self.started = 0.0
 
     def done(self) -> bool:
@@ -398,9 +428,9 @@ class AblationRun:
         best = best_evaluation(evaluations) if evaluations else {}
         row = {
             "lever": self.lever,
-            "dev_p": performance["spans_sc_p"],
-            "dev_r": performance["spans_sc_r"],
-            "dev_f": performance["spans_sc_f"],
+            "dev_p": performance[f"{self.score_prefix}_p"],
+            "dev_r": performance[f"{self.score_prefix}_r"],
+            "dev_f": performance[f"{self.score_prefix}_f"],
             "best_step": best.get("step"),
             "last_step": evaluations[-1]["step"] if evaluations else None,
             "last_dev_f": evaluations[-1]["f"] if evaluations else None,
@@ -465,11 +495,15 @@ def _train_all(runs: List[AblationRun], jobs: int) -> None:
 def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str], max_steps: int,
                  eval_frequency: int, jobs: int = 1, output: Optional[Path] = None,
                  results: Path = Path("results/ablation"), models: Path = MODELS_ROOT,
-                 overrides: Optional[Dict[str, str]] = None, reference: str = "baseline") -> Dict[str, Any]:
+                 overrides: Optional[Dict[str, str]] = None, reference: str = "baseline",
+                 pipeline: str = "egp") -> Dict[str, Any]:
     """Train the reference row (`baseline` or `shipped`) + `levers` on `corpus`, at most `jobs` at once; write and
-    return the rows."""
+    return the rows. `pipeline`: the component the levers are measured on (one of pipelines.PIPELINES)."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}")
     template_config = Config().from_disk(template, interpolate=False)
     lang = template_config["nlp"]["lang"]
+    as_pipeline = _pipeline_converter(pipeline, corpus, lang, max_steps, eval_frequency)
     notes: List[str] = []
     levers = [reference] + [lever for lever in levers if lever not in REFERENCES]
     hashes = corpus_hashes(corpus)
@@ -478,10 +512,12 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
         levers.remove("windows")
         notes.append(f"windows skipped: the train docs have no sentence boundaries; {stats['docs_longer']:,} of "
                      f"{stats['docs']:,} train docs exceed {stats['max_length']} tokens")
-    runs = [AblationRun(dataset, lever, build_config(template_config, lever, max_steps=max_steps,
-                                                     eval_frequency=eval_frequency, overrides=overrides,
-                                                     reference=reference),
-                        corpus, results, models, hashes)
+    train_dev = write_flat_corpus(corpus, results / dataset / "corpus", lang) if pipeline == "ner" else None
+    runs = [AblationRun(dataset, lever, as_pipeline(build_config(template_config, lever, max_steps=max_steps,
+                                                                 eval_frequency=eval_frequency, overrides=overrides,
+                                                                 reference=reference), lever),
+                        corpus, results, models, hashes, train_dev=train_dev,
+                        score_prefix="ents" if pipeline == "ner" else "spans_sc")
             for lever in levers]
     for run in runs:
         if not run.done():  # a reused run keeps the config it was trained with
@@ -504,6 +540,7 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
         "parallel_trainings": jobs,
         "overrides": overrides or {},
         "reference": reference,
+        "pipeline": pipeline,
         "sentence_stats": stats,
         "notes": notes,
         "rows": rows,

@@ -52,7 +52,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
     template_config = Config().from_disk(template, interpolate=False)
     lang = template_config["nlp"]["lang"]
     ngram_max = suggester_max_length(DocBin().from_disk(corpus / "train.spacy").get_docs(spacy.blank(lang).vocab))
-    flat = _write_flat_corpus(corpus, output / "corpus", lang)
+    flat = write_flat_corpus(corpus, output / "corpus", lang)
     corpus_hashes = {split: file_sha256(corpus / f"{split}.spacy") for split in ("train", "dev", "test")}
     # every pipeline's run, so that the parts of earlier invocations with other --pipelines merge in
     runs = [_run_of(name, template_config, corpus, flat, output, ngram_max=ngram_max, max_steps=max_steps,
@@ -157,7 +157,7 @@ def _check_corpus(corpus: Path) -> None:
         )
 
 
-def _write_flat_corpus(corpus: Path, out: Path, lang: str) -> Dict[str, Path]:
+def write_flat_corpus(corpus: Path, out: Path, lang: str) -> Dict[str, Path]:
     """train/dev with doc.ents = a non-overlapping selection of the gold spans, for spaCy ner."""
     out.mkdir(parents=True, exist_ok=True)
     vocab = spacy.blank(lang).vocab

@@ -263,6 +263,7 @@ def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "`spacy_egp.CharBigramEmbed.v1` (left and right character bigrams added to MultiHashEmbed); `windows` = "
         "`corpora.train.max_length = 256`; `gp` = the original GlobalPointer head in place of EGP's "
         "(`GlobalPointer.v2`: a q/k projection per label, no label term, so no prior)."
+        + _other_pipelines_note(summaries)
     )
     notes = [f"- {s['dataset']}: {note}" for s in summaries for note in s.get("notes", [])]
     for s in summaries:
@@ -271,6 +272,15 @@ def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
                 notes.append(f"- {s['dataset']}: bilstm depth {row['bilstm_depth']}")
     return ["### Ablation: accuracy levers (dev F1)", caption, format_ablation_table(summaries)] + (
         ["\n".join(notes)] if notes else [])
+
+
+def _other_pipelines_note(summaries: List[Dict[str, Any]]) -> str:
+    others = [f"{s['dataset']} (spaCy `{s['pipeline']}`)" for s in summaries if s.get("pipeline", "egp") != "egp"]
+    if not others:
+        return ""
+    return (f" Columns on another component than EGP: {', '.join(others)}. The same levers edit the EGP config, "
+            "which is then turned into that component's config as `benchmark compare` builds it (`--pipeline`: "
+            "same tok2vec, a context layer in the shared tok2vec; ner trained and scored on doc.ents, the flat gold).")
 
 
 def format_params_table(rows: List[Dict[str, int]]) -> str:
