@@ -467,7 +467,7 @@ def test_levers_on_spacy_ner_train_the_benchmark_ner_on_the_flat_gold(tmp_path: 
     assert configs["context"]["components"]["ner"]["model"]["tok2vec"]["*"]["context"]["@architectures"] == \
         "spacy.TorchBiLSTMEncoder.v1"
     # trained on doc.ents (the flat gold), so its model-best is scored on entities
-    flat = list(DocBin().from_disk(results / "toy-ner" / "corpus" / "train_flat.spacy").get_docs(spacy.blank("zh").vocab))
+    flat = list(DocBin().from_disk(models / "toy-ner" / "corpus" / "train_flat.spacy").get_docs(spacy.blank("zh").vocab))
     assert sum(len(doc.ents) for doc in flat) > 0
     meta = json.loads((models / "toy-ner" / "context" / "model-best" / "meta.json").read_text())
     assert summary["rows"][1]["dev_f"] == meta["performance"]["ents_f"]

@@ -23,6 +23,7 @@ Layout:
     results/ablation/DATASET/LEVER/run.json     return code and wall time
     results/ablation/DATASET.json               the rows, written by `run_ablation`
     /tmp/ablation/DATASET/LEVER/                the trained pipelines (not kept)
+    /tmp/ablation/DATASET/corpus/               ner's flat train and dev gold (--pipeline ner)
 """
 
 import copy
@@ -512,7 +513,8 @@ def run_ablation(dataset: str, *, template: Path, corpus: Path, levers: List[str
         levers.remove("windows")
         notes.append(f"windows skipped: the train docs have no sentence boundaries; {stats['docs_longer']:,} of "
                      f"{stats['docs']:,} train docs exceed {stats['max_length']} tokens")
-    train_dev = write_flat_corpus(corpus, results / dataset / "corpus", lang) if pipeline == "ner" else None
+    # data, not results: beside the trained pipelines
+    train_dev = write_flat_corpus(corpus, models / dataset / "corpus", lang) if pipeline == "ner" else None
     runs = [AblationRun(dataset, lever, as_pipeline(build_config(template_config, lever, max_steps=max_steps,
                                                                  eval_frequency=eval_frequency, overrides=overrides,
                                                                  reference=reference), lever),
