@@ -62,13 +62,17 @@ def make_scaled_ner(
     return ner
 
 
-class ScaledEntityRecognizer(EntityRecognizer):
-    """spaCy's ner, its own layers at head_lr_scale times the learning rate."""
+class ScaledHead:
+    """A spaCy pipe whose own layers (all outside its model's "tok2vec" ref) update at head_lr_scale times the rate."""
 
     head_lr_scale: float = 1.0
 
     def finish_update(self, sgd: Optimizer) -> None:
         finish_update_after_tok2vec(self.model, sgd, self.head_lr_scale)
+
+
+class ScaledEntityRecognizer(ScaledHead, EntityRecognizer):
+    """spaCy's ner, its own layers at head_lr_scale times the learning rate."""
 
 
 @Language.factory(
@@ -106,10 +110,5 @@ def make_scaled_spancat(
     return spancat
 
 
-class ScaledSpanCategorizer(SpanCategorizer):
+class ScaledSpanCategorizer(ScaledHead, SpanCategorizer):
     """spaCy's spancat, its own layers (reducer and scorer) at head_lr_scale times the learning rate."""
-
-    head_lr_scale: float = 1.0
-
-    def finish_update(self, sgd: Optimizer) -> None:
-        finish_update_after_tok2vec(self.model, sgd, self.head_lr_scale)
