@@ -11,7 +11,7 @@ from spacy.util import load_config
 
 from spacy_egp.cli.convert import main as convert
 from spacy_egp.cli.train import main as egp_train
-from spacy_egp.training.resumable import CHECKPOINT, SESSIONS, CheckpointError, train
+from spacy_egp.training.resumable import CHECKPOINT, SESSIONS, CheckpointError, total_wall_seconds, train
 
 from conftest import REPO
 
@@ -82,6 +82,22 @@ def test_a_paused_run_resumes_to_the_weights_of_an_uninterrupted_one(corpus, tmp
     sessions = json.loads((parts / SESSIONS).read_text())
     assert [(s["first_step"], s["last_step"], s["finished"]) for s in sessions] == [
         (0, 1, False), (2, 5, False), (6, STEPS, True)]
+
+
+def test_a_killed_call_counts_its_steps_up_to_its_checkpoint(corpus, tmp_path):
+    """A call killed after its checkpoint writes no line: the resuming call adds one from the checkpoint's time."""
+    output = tmp_path / "run"
+    train(config_for(corpus, output), output, checkpoint_every=EVAL, stop_after_steps=4)
+    (paused,) = json.loads((output / SESSIONS).read_text())
+    (output / SESSIONS).write_text("[]")  # as a call killed right after that checkpoint leaves it
+    assert train(config_for(corpus, output), output).finished
+    killed, resumed = json.loads((output / SESSIONS).read_text())
+    assert (killed["first_step"], killed["last_step"], killed["killed"]) == (0, 3, True)
+    assert 0 < killed["wall_seconds"] <= paused["wall_seconds"]
+    assert killed["checkpoint_seconds"] == paused["checkpoint_seconds"] == pytest.approx(killed["wall_seconds"], abs=0.1)
+    assert (resumed["first_step"], resumed["last_step"], resumed["finished"]) == (4, STEPS, True)
+    assert "killed" not in resumed
+    assert total_wall_seconds(output) == killed["wall_seconds"] + resumed["wall_seconds"]
 
 
 def test_a_checkpoint_of_another_config_is_refused_until_restart(corpus, tmp_path):

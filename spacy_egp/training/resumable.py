@@ -157,10 +157,12 @@ def train(config: Config, output_path: Path, *, use_gpu: int = -1, checkpoint_ev
         _write_sessions(output_path, [])
     else:
         run.restore()
+        _record_killed_call(output_path, state)
         stdout.write(f"Resuming from {output_path / CHECKPOINT} after step {state.step}\n")
     first_step = run.state.step + 1
     finished = run.loop(stop_after_steps, stdout, stderr)
-    _append_session(output_path, first_step, run.state.step, time.perf_counter() - started, finished)
+    _append_session(output_path, first_step, run.state.step, time.perf_counter() - started, finished,
+                    checkpoint_seconds=run.state.seconds)
     return TrainingOutcome(nlp, output_path / DIR_MODEL_LAST, finished, run.state.step)
 
 
@@ -412,15 +414,37 @@ def _write_sessions(output_path: Path, sessions: List[Dict[str, Any]]) -> None:
 
 
 def _append_session(output_path: Path, first_step: int, last_step: int, wall_seconds: float,
-                    finished: bool) -> None:
-    """One line per call of `train`: the steps it trained and its wall time, initialisation included."""
+                    finished: bool, checkpoint_seconds: float, killed: bool = False) -> None:
+    """One line per call of `train`: the steps it trained and its wall time, initialisation included.
+
+    checkpoint_seconds: the training loop's seconds over all calls that the
+    call's last checkpoint holds, so that a later call killed after a
+    checkpoint of its own can be told apart and its time counted.
+    """
     path = output_path / SESSIONS
     sessions = json.loads(path.read_text()) if path.exists() else []
-    sessions.append({"first_step": first_step, "last_step": last_step, "wall_seconds": round(wall_seconds, 1),
-                     "finished": finished})
+    session = {"first_step": first_step, "last_step": last_step, "wall_seconds": round(wall_seconds, 1),
+               "finished": finished, "checkpoint_seconds": round(checkpoint_seconds, 3)}
+    sessions.append(dict(session, killed=True) if killed else session)
     _write_sessions(output_path, sessions)
     if finished:
         (output_path / CHECKPOINT).unlink(missing_ok=True)
+
+
+def _record_killed_call(output_path: Path, state: TrainingState) -> None:
+    """A call killed after a checkpoint (no line of its own): its steps up to that checkpoint and their loop time.
+
+    Its steps after the checkpoint, and its initialisation, are lost: the
+    resuming call trains those steps again and counts them itself.
+    """
+    path = output_path / SESSIONS
+    sessions = json.loads(path.read_text()) if path.exists() else []
+    last_step = sessions[-1]["last_step"] if sessions else -1
+    if state.step <= last_step:
+        return
+    recorded = sessions[-1].get("checkpoint_seconds", 0.0) if sessions else 0.0
+    _append_session(output_path, last_step + 1, state.step, max(state.seconds - recorded, 0.0), False,
+                    checkpoint_seconds=state.seconds, killed=True)
 
 
 def total_wall_seconds(output_path: Path) -> Optional[float]:
