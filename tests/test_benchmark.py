@@ -74,6 +74,24 @@ def test_generated_configs_build_a_pipeline(name):
     assert weighted == {main}
 
 
+def test_no_context_rows_read_the_template_tok2vec_alone_and_need_a_context_to_leave_out():
+    template = Config().from_disk(TEMPLATE, interpolate=False)
+    own_tok2vec = Config().from_disk(TEMPLATE).interpolate()["components"]["efficient_globalpointer"]["model"]["tok2vec"]
+    for name in ("spancat", "ner"):
+        config = pipeline_config(template, f"{name}-no-context", ngram_max=7, max_steps=123, eval_frequency=45,
+                                 log_path="x")
+        assert config["nlp"]["pipeline"] == [name] and config["components"][name]["factory"] == name
+        assert config.interpolate()["components"][name]["model"]["tok2vec"] == own_tok2vec
+        like_for_like = configs()[name].interpolate()["components"][name]["model"]["tok2vec"]
+        assert like_for_like["@layers"] == "chain.v1"
+        spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    trf = Config().from_disk(REPO / "configs" / "genia_small_trf_offline.cfg", interpolate=False)
+    with pytest.raises(ValueError, match="has none: use 'ner'"):
+        pipeline_config(trf, "ner-no-context", ngram_max=7, max_steps=1, eval_frequency=1, log_path="x")
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        pipeline_config(template, "crf", ngram_max=7, max_steps=1, eval_frequency=1, log_path="x")
+
+
 def test_a_baseline_head_scale_builds_the_scaled_spacy_heads_and_leaves_egp_and_gp_alone():
     template = Config().from_disk(REPO / "configs" / "cluener_trf_offline.cfg", interpolate=False)
 

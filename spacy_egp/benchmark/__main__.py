@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--template", type=Path, required=True, help="the dataset's EGP config, e.g. configs/cluener_cnn.cfg")
     compare.add_argument("--corpus", type=Path, required=True, help="folder with train.spacy, dev.spacy, test.spacy")
     compare.add_argument("--output", type=Path, default=None, help="default: results/DATASET[-TOK2VEC]")
-    compare.add_argument("--pipelines", nargs="+", default=["egp", "gp", "spancat", "ner"])
+    compare.add_argument("--pipelines", nargs="+", default=["egp", "gp", "spancat", "ner"],
+                         help="of egp gp spancat ner (default: all four), and spancat-no-context ner-no-context: "
+                              "spaCy's heads on the template's tok2vec without its context layer")
     compare.add_argument("--max-steps", type=int, required=True)
     compare.add_argument("--eval-frequency", type=int, default=500)
     compare.add_argument("--jobs", type=int, default=1, help="trainings run at the same time")

@@ -32,7 +32,8 @@ from thinc.api import Config
 from ..data.datasets import file_sha256
 from ..training.resumable import total_wall_seconds
 from .logger import training_words_per_second
-from .pipelines import PIPELINES, flat_ents, pipeline_config, pipeline_names, suggester_max_length
+from .pipelines import (EXTRA_PIPELINES, PIPELINES, component_of, flat_ents, has_context_layer, pipeline_config,
+                        pipeline_names, suggester_max_length)
 
 
 def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pipelines: List[str],
@@ -58,7 +59,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
     runs = [_run_of(name, template_config, corpus, flat, output, ngram_max=ngram_max, max_steps=max_steps,
                     eval_frequency=eval_frequency, gpu_id=gpu_id, overrides=overrides or {},
                     corpus_hashes=corpus_hashes, baseline_head_lr_scale=baseline_head_lr_scale)
-            for name in PIPELINES]
+            for name in PIPELINES + _extra_pipelines(template_config, names)]
     selected = [run for run in runs if run.name in names]
     for run in selected:
         if run.finished():
@@ -70,7 +71,7 @@ def run_dataset(dataset: str, *, template: Path, corpus: Path, output: Path, pip
         run.write_part(_pipeline_rows(run, corpus, batch_size, inference_gpu_id))
 
     # longest first, so that with --jobs 2 the short ones share the other core
-    _train_all(sorted(selected, key=lambda run: run.name != "spancat"), jobs, evaluate)
+    _train_all(sorted(selected, key=lambda run: component_of(run.name) != "spancat"), jobs, evaluate)
     results = {
         "dataset": dataset,
         "tok2vec": tok2vec_name,
@@ -99,10 +100,18 @@ def _run_of(name: str, template: Config, corpus: Path, flat: Dict[str, Path], ou
     config = pipeline_config(template, name, ngram_max=ngram_max, max_steps=max_steps,
                              eval_frequency=eval_frequency, log_path=str(output / "logs" / f"{name}.jsonl"),
                              baseline_head_lr_scale=baseline_head_lr_scale)
-    train, dev = (flat["train"], flat["dev"]) if name == "ner" else (corpus / "train.spacy", corpus / "dev.spacy")
+    train, dev = (flat["train"], flat["dev"]) if component_of(name) == "ner" else (corpus / "train.spacy", corpus / "dev.spacy")
     run = _TrainingRun(name, config, output, train, dev, gpu_id, overrides)
     run.config_hash = run_hash(config.to_str(interpolate=False), overrides, corpus_hashes)
     return run
+
+
+def _extra_pipelines(template: Config, selected: List[str]) -> tuple:
+    """The no-context rows: all of them where the template has a context layer (so that their parts merge in),
+    else the selected ones, which pipeline_config then refuses with the reason."""
+    if has_context_layer(template):
+        return EXTRA_PIPELINES
+    return tuple(name for name in selected if name in EXTRA_PIPELINES)
 
 
 def run_hash(config_text: str, overrides: Dict[str, str], corpus_hashes: Dict[str, str]) -> str:

@@ -25,6 +25,10 @@ from ..pipeline.efficient_globalpointer import score_weights_for
 from .scaled_heads import SCALED_NER_FACTORY, SCALED_SPANCAT_FACTORY
 
 PIPELINES = ("egp", "gp", "spancat", "ner")
+# spaCy's heads on the template's tok2vec alone, beside the like-for-like rows: only for a template whose EGP has
+# a context layer (on CLUENER the shared BiLSTM slows spaCy's ner: results/ablation/cluener-ner.json)
+NO_CONTEXT = "-no-context"
+EXTRA_PIPELINES = ("spancat" + NO_CONTEXT, "ner" + NO_CONTEXT)
 EGP_COMPONENT = "efficient_globalpointer"
 SPANS_KEY = "sc"
 
@@ -45,14 +49,17 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     subclasses whose own layers learn at that times the rate (scaled_heads.py),
     as EGP's and GP's do at the template's `head_lr_scale`.
     """
-    if name not in PIPELINES:
-        raise ValueError(f"unknown pipeline {name!r}: choose one of {', '.join(PIPELINES)}")
+    pipeline_names([name])
+    if name in EXTRA_PIPELINES and not has_context_layer(template):
+        raise ValueError(f"pipeline {name!r} leaves out the template's context layer, but it has none: "
+                         f"use {component_of(name)!r}")
     config = copy.deepcopy(template)
     components = config["components"]
     egp = components.pop(EGP_COMPONENT)
     # resolved, because its ${...} references name the EGP component, which the others lack
     resolved = template.interpolate()["components"][EGP_COMPONENT]["model"]
-    tok2vec = shared_tok2vec(resolved["tok2vec"], resolved.get("context"))
+    tok2vec = shared_tok2vec(resolved["tok2vec"], None if name in EXTRA_PIPELINES else resolved.get("context"))
+    name = component_of(name)
     if "context" in egp["model"]:
         egp["model"].pop("context")
         egp["model"]["tok2vec"] = copy.deepcopy(tok2vec)
@@ -79,6 +86,16 @@ def pipeline_config(template: Config, name: str, *, ngram_max: int, max_steps: i
     training["score_weights"] = _score_weights(name)
     training["logger"] = {"@loggers": "spacy_egp.ThroughputLogger.v1", "log_path": log_path}
     return config
+
+
+def component_of(name: str) -> str:
+    """The component a pipeline trains: "ner" for "ner-no-context"."""
+    return name[: -len(NO_CONTEXT)] if name.endswith(NO_CONTEXT) else name
+
+
+def has_context_layer(template: Config) -> bool:
+    """Whether the template's EGP has a context layer (which the benchmark shares with every pipeline)."""
+    return "context" in template["components"][EGP_COMPONENT]["model"]
 
 
 def shared_tok2vec(tok2vec: Dict[str, Any], context: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -162,7 +179,9 @@ def flat_ents(doc: Doc) -> Doc:
 
 
 def pipeline_names(selected: List[str]) -> List[str]:
-    unknown = sorted(set(selected) - set(PIPELINES))
+    """`selected` in table order; an error names any unknown one."""
+    known = PIPELINES + EXTRA_PIPELINES
+    unknown = sorted(set(selected) - set(known))
     if unknown:
-        raise ValueError(f"unknown pipeline(s) {unknown}: choose from {', '.join(PIPELINES)}")
-    return [name for name in PIPELINES if name in selected]
+        raise ValueError(f"unknown pipeline(s) {unknown}: choose from {', '.join(known)}")
+    return [name for name in known if name in selected]
