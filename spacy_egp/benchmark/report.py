@@ -263,7 +263,9 @@ def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "unchanged CNN; `bigram` = "
         "`spacy_egp.CharBigramEmbed.v1` (left and right character bigrams added to MultiHashEmbed); `windows` = "
         "`corpora.train.max_length = 256`; `gp` = the original GlobalPointer head in place of EGP's "
-        "(`GlobalPointer.v2`: a q/k projection per label, no label term, so no prior)."
+        "(`GlobalPointer.v2`: a q/k projection per label, no label term, so no prior); `averages` = Thinc's "
+        "parameter averages (`use_averages = true`); `words` = jieba's word of each character and its B/M/E/S tag, "
+        "two more hash tables of `spacy_egp.CharBigramEmbed.v2`."
         + _other_pipelines_note(summaries)
     )
     notes = [f"- {s['dataset']}: {note}" for s in summaries for note in s.get("notes", [])]
