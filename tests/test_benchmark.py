@@ -238,12 +238,16 @@ def test_targets_compare_a_pretrained_encoders_egp_with_the_cnn_configs():
 def test_targets_hold_the_cpu_accuracy_issues_margins_and_absolute_rows():
     """spancat + 1, GP - 0.5, CLUENER's EGP >= 73.5 and CMeEE-5k's recall against spancat's, from the rows."""
     def row(name, f, r=0.5):
-        return {"pipeline": name, "test_f": f, "test_r": r, "head_share_of_inference": 0.1}
+        return {"pipeline": name, "test_f": f, "test_r": r, "head_share_of_inference": 0.1,
+                "inference_words_per_second": 1000.0}
 
     cluener = {"dataset": "cluener", "tok2vec": "CNN",
-               "rows": [row("egp", 0.7404), row("spancat", 0.7310), row("gp", 0.7450)]}
+               "rows": [row("egp", 0.7404), row("spancat", 0.7310), row("gp", 0.7450), row("ner", 0.3968),
+                        row("ner-no-context", 0.6950)]}
     table = format_targets([cluener], [])
     assert "| EGP F1 ≥ spaCy spancat F1 + 1 | cluener (CNN) | +0.94 points | **no** |" in table
+    assert "| EGP F1 ≥ spaCy ner F1 + 5 | cluener (CNN) | +34.36 points | yes |" in table
+    assert "| EGP F1 ≥ spaCy ner, no context layer F1 + 5 | cluener (CNN) | +4.54 points | **no** |" in table
     assert "| EGP F1 ≥ GP F1 − 0.5 | cluener (CNN) | -0.46 points | yes |" in table
     assert "| EGP F1 ≥ 73.5 | cluener (CNN) | 74.04 | yes |" in table
     cluener["rows"][0]["test_f"] = 0.7349
