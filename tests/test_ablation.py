@@ -283,14 +283,17 @@ def test_context_on_a_transformer_takes_the_encoder_width(trf_template: Config) 
 @pytest.mark.parametrize("cnn_config,trf_config", [("cluener_cnn.cfg", "cluener_trf_offline.cfg"),
                                                      ("genia_small_cnn.cfg", "genia_small_trf_offline.cfg")])
 def test_cnn_features_concatenate_the_shipped_cnn_with_the_listener(cnn_config: str, trf_config: str) -> None:
-    """The lever's CNN is the shipped CNN config's tok2vec; the head reads [transformer; CNN] and trains."""
+    """The lever's CNN is the shipped CNN config's tok2vec at the CNN rate; the head reads [transformer; CNN] and trains."""
     trf = Config().from_disk(CONFIGS / trf_config, interpolate=False)
     local = str(CONFIGS.parent.parent / "shared" / "models" / "me5s-zh-char") if trf["nlp"]["lang"] == "zh" else _minilm()
     config = build_config(trf, "cnn_features", max_steps=STEPS, eval_frequency=EVAL,
                           overrides={"paths.transformer": local})
     tok2vec = config.interpolate()["components"]["efficient_globalpointer"]["model"]["tok2vec"]
     shipped = Config().from_disk(CONFIGS / cnn_config).interpolate()["components"]["efficient_globalpointer"]
-    assert tok2vec["*"]["cnn"] == shipped["model"]["tok2vec"]
+    # the CNN learns at the CNN configs' peak rate, 0.002, beside the transformer at the variant's
+    assert tok2vec["*"]["cnn"]["layer"] == shipped["model"]["tok2vec"]
+    rate = config.interpolate()["training"]["optimizer"]["learn_rate"]["initial_rate"]
+    assert tok2vec["*"]["cnn"]["lr_scale"] * rate == pytest.approx(0.002)
     assert tok2vec["*"]["listener"] == trf.interpolate()["components"]["efficient_globalpointer"]["model"]["tok2vec"]
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     text = "王小明在北京大学读书。" if trf["nlp"]["lang"] == "zh" else "IL-2 gene expression in T cells"

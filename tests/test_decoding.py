@@ -305,6 +305,40 @@ def test_head_lr_scale_reaches_the_torch_wrapped_context_layer():
         numpy.testing.assert_allclose(steps[10.0][name], 10 * step, rtol=1e-3, atol=1e-7, err_msg=name)
 
 
+def test_a_learn_rate_scaled_part_of_the_tok2vec_steps_its_scale_times_as_far():
+    """spacy_egp.LearnRateScaled.v1 on one of two concatenated tok2vecs: that one moves 4 x as far in one SGD
+    step (times head_lr_scale: 8 x, the two compose), the other and the head as they would unmarked."""
+    from thinc.api import SGD
+
+    steps = {}
+    for scale, head_scale in ((1.0, 1.0), (4.0, 2.0)):
+        spacy.util.fix_random_seed(0)
+        nlp = spacy.blank("en")
+        scaled = {"@architectures": "spacy_egp.LearnRateScaled.v1", "lr_scale": scale, "layer": SMALL_TOK2VEC}
+        tok2vec = {"@layers": "concatenate.v1", "*": {"plain": SMALL_TOK2VEC, "scaled": scaled}}
+        model = {"@architectures": "spacy_egp.EfficientGlobalPointer.v2", "head_size": 16, "tok2vec": tok2vec}
+        pipe = nlp.add_pipe(PIPE, config={"model": model, "head_lr_scale": head_scale})
+        examples = nested_examples(nlp, 6)
+        nlp.initialize(lambda: examples)
+        plain, marked = pipe.model.get_ref("tok2vec").layers
+        layers = [next(node for node in part.walk() if node.has_param("W"))
+                  for part in (plain, marked, pipe.model.get_ref("head"))]
+        before = [layer.get_param("W").copy() for layer in layers]
+        pipe.update(examples, sgd=SGD(0.01))
+        steps[scale] = [layer.get_param("W") - old for layer, old in zip(layers, before)]
+    assert all(numpy.abs(step).max() > 0 for step in steps[1.0])
+    numpy.testing.assert_allclose(steps[4.0][0], steps[1.0][0], rtol=1e-3, atol=2e-8)
+    numpy.testing.assert_allclose(steps[4.0][1], 4 * steps[1.0][1], rtol=1e-3, atol=2e-7)
+    numpy.testing.assert_allclose(steps[4.0][2], 2 * steps[1.0][2], rtol=1e-3, atol=2e-7)
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, float("nan")])
+def test_learn_rate_scaled_refuses_a_scale_that_is_not_positive(scale):
+    with pytest.raises(ValueError, match="lr_scale must be a positive number"):
+        spacy.util.registry.resolve({"m": {"@architectures": "spacy_egp.LearnRateScaled.v1", "lr_scale": scale,
+                                           "layer": SMALL_TOK2VEC}}, validate=False)
+
+
 def test_a_context_layer_between_tok2vec_and_head_learns_and_predicts_the_same_band():
     context = {"@architectures": "spacy.TorchBiLSTMEncoder.v1", "width": 32, "depth": 1, "dropout": 0.0}
     nlp = spacy.blank("en")

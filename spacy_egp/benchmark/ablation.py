@@ -245,14 +245,20 @@ def cnn_features(config: Config, max_steps: int) -> None:
     """Transformer: its listener concatenated with the CNN tok2vec of the shipped CNN configs (the spaCy way).
 
     Both feed the head side by side (Thinc's `concatenate`); the CNN embeds character
-    bigrams on character-tokenized (zh) data, as configs/cluener_cnn.cfg does.
+    bigrams on character-tokenized (zh) data, as configs/cluener_cnn.cfg does, and
+    learns at 0.002 at the schedule's peak (spacy_egp.LearnRateScaled.v1), the CNN
+    configs' rate, while the transformer keeps the template's.
     """
     if not is_transformer(config):
         raise ValueError("the cnn_features lever is for transformer templates (configs/*_trf*.cfg): it adds the "
                          "CNN features beside a transformer listener")
     model = _section(config, MODEL)
-    model["tok2vec"] = {"@layers": "concatenate.v1", "*": {"listener": model["tok2vec"],
-                                                           "cnn": shipped_cnn_tok2vec(config["nlp"]["lang"])}}
+    # the CNN starts from scratch: at the transformer's rate it would barely move, so it learns at the
+    # CNN configs' peak rate (the schedule's shape is the template's)
+    rate = _section(config, ("training", "optimizer", "learn_rate"))["initial_rate"]
+    cnn = {"@architectures": "spacy_egp.LearnRateScaled.v1", "lr_scale": BASE_LEARN_RATE / rate,
+           "layer": shipped_cnn_tok2vec(config["nlp"]["lang"])}
+    model["tok2vec"] = {"@layers": "concatenate.v1", "*": {"listener": model["tok2vec"], "cnn": cnn}}
 
 
 def shipped_cnn_tok2vec(lang: str) -> Dict[str, Any]:

@@ -22,6 +22,8 @@ DEFAULT_HEAD_SIZE = 64
 DEFAULT_MAX_SPAN_LENGTH = 128
 # An untrained head gives every cell about this probability (see span_prior).
 DEFAULT_SPAN_PRIOR = 0.01
+# The attr of a node whose weights learn at that times the rate (spacy_egp.LearnRateScaled.v1)
+LR_SCALE_ATTR = "spacy_egp_lr_scale"
 
 
 def _validate_head_config(
@@ -159,3 +161,25 @@ def build_globalpointer(
 ) -> Model[List[Doc], Ragged]:
     """Version 1 of spacy_egp.GlobalPointer: max_span_length DEFAULT_MAX_SPAN_LENGTH."""
     return build_globalpointer_v2(tok2vec, head_size, use_rope, DEFAULT_MAX_SPAN_LENGTH, None, nO)
+
+
+@registry.architectures("spacy_egp.LearnRateScaled.v1")
+def build_learn_rate_scaled(layer: Model, lr_scale: float) -> Model:
+    """Mark every node of `layer` to learn at `lr_scale` times the optimizer's rate.
+
+    For a freshly initialised part beside a pretrained one, e.g. a CNN tok2vec
+    concatenated with a transformer listener: the recipe's rate suits the
+    transformer but leaves the CNN nearly still. The scale multiplies any scale
+    of the node already (nested wrappers compose) and the component's
+    head_lr_scale outside its tok2vec; efficient_globalpointer and gplinker apply
+    it when they update (a torch-wrapped node's whole shim gets its scale).
+
+    layer (Model): The layer, returned with its nodes marked.
+    lr_scale (float): A positive factor on the learning rate.
+    """
+    if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not lr_scale > 0:
+        raise ValueError(f"lr_scale must be a positive number (e.g. 40 for a CNN at 2e-3 beside a "
+                         f"transformer at 5e-5), got {lr_scale!r}.")
+    for node in layer.walk():
+        node.attrs[LR_SCALE_ATTR] = node.attrs.get(LR_SCALE_ATTR, 1.0) * float(lr_scale)
+    return layer

@@ -41,7 +41,7 @@ from .gold import GoldProblems, aligned_gold_spans, gold_cells, preview
 from .heap import fix_mmap_threshold
 from .nesting import Span3
 from ..ml.heads import band_mask
-from ..ml.models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR
+from ..ml.models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR, LR_SCALE_ATTR
 from ..ml.loss import soft_zlpr_loss, sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
 from ..ml.util import doc_starts, probability_to_logit, sigmoid  # noqa: F401  (re-exported)
 
@@ -269,6 +269,8 @@ ScoresT = TypeVar("ScoresT")
 def finish_update_after_tok2vec(model: Model, sgd: Optimizer, lr_scale: float) -> None:
     """Thinc's Model.finish_update, with `lr_scale` for every parameter outside model's ref "tok2vec".
 
+    A node marked by spacy_egp.LearnRateScaled.v1 learns at its own scale times that.
+
     So a head (and a context layer of its own) on a pretrained encoder can learn
     faster than the encoder. Torch-wrapped layers (a BiLSTM context) are scaled
     too: their shim gets the optimizer with the scale bound.
@@ -278,7 +280,8 @@ def finish_update_after_tok2vec(model: Model, sgd: Optimizer, lr_scale: float) -
     """
     tok2vec_ids = {node.id for node in model.get_ref("tok2vec").walk()}
     for node in model.walk():
-        scale = 1.0 if node.id in tok2vec_ids else lr_scale
+        # a node of spacy_egp.LearnRateScaled.v1 carries a scale of its own
+        scale = (1.0 if node.id in tok2vec_ids else lr_scale) * node.attrs.get(LR_SCALE_ATTR, 1.0)
         optimizer = sgd if scale == 1.0 else partial(sgd, lr_scale=scale)
         for shim in node.shims:
             shim.finish_update(optimizer)
