@@ -233,6 +233,9 @@ def test_targets_compare_a_pretrained_encoders_egp_with_the_cnn_configs():
     assert "| EGP (me5s) dev F1 ≥ 75 | cluener | 75.12 | yes |" in format_targets([me5s], [])
     me5s["rows"][0]["dev_best_score"] = 0.6543
     assert "| EGP (me5s) dev F1 ≥ 75 | cluener | 65.43 | **no** |" in format_targets([me5s], [])
+    with_cnn = results("me5s+cnn", "cluener", 0.70)
+    with_cnn["rows"][0]["dev_best_score"] = 0.7501
+    assert "| EGP (me5s+cnn) dev F1 ≥ 75 | cluener | 75.01 | yes |" in format_targets([with_cnn], [])
 
 
 def test_targets_hold_the_cpu_accuracy_issues_margins_and_absolute_rows():
