@@ -226,6 +226,30 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
     assert "| 75.00 | 50.00 |" in split_table and "| – | – |" in split_table
 
 
+def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs(tmp_path):
+    """Two runs of the same pipeline with seeds 0 and 1 (labels "MiniLM", "MiniLM (seed 1)"): mean and spread."""
+    results = tmp_path / "results"
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
+            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75)]))
+    for folder, tok2vec, seed, pipelines in runs:
+        (results / folder / "configs").mkdir(parents=True)
+        for pipeline, _ in pipelines:
+            (results / folder / "configs" / f"{pipeline}.cfg").write_text(f"[system]\nseed = {seed}\n")
+        (results / folder / "relations.json").write_text(json.dumps(
+            {"dataset": "conll04", "tok2vec": tok2vec, "template": "t.cfg", "machine": {},
+             "rows": [_row(pipeline, f) for pipeline, f in pipelines]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    write_report(results, readme)
+    text = readme.read_text()
+    # strict F = 2/3 f: 60.00 and 50.00, mean 55.00, spread 10.00; the baseline has one seed: no row
+    assert "| conll04 | MiniLM | gplinker, EGP pair pointers | 0: 60.00, 1: 50.00 | **55.00** | 10.00 |" in text
+    assert "| conll04 | MiniLM | spaCy ner + pair classifier |" not in text
+    assert "### conll04 relations — MiniLM encoder, seed 1 (`t.cfg`)" in text
+    assert "### conll04 relations — MiniLM encoder (`t.cfg`)" in text
+    assert "| gplinker strict F ≥ 55 | conll04 (MiniLM, seed 1) | 50.00 | **no** |" in text
+
+
 def test_pair_vectors_gradient_matches_finite_differences():
     """d(pair vectors)/d(token vectors): mean-pooled head and tail, a token's gradients summed over its pairs."""
     import numpy

@@ -5,8 +5,11 @@ results/README.md and README.md's generated Results section; no figure is typed 
 """
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
+
+from thinc.api import Config
 
 NAMES = {
     "gplinker-egp": "gplinker, EGP pair pointers",
@@ -14,6 +17,7 @@ NAMES = {
     "baseline": "spaCy ner + pair classifier",
 }
 TARGET_MARGIN, TARGET_FLOOR = 5.0, 55.0  # issue 19: with MiniLM, gplinker ≥ baseline + 5 and ≥ 55 strict F
+SEED_LABEL = re.compile(r" \(seed \d+\)$")  # a run's --tok2vec label may name its seed: "MiniLM (seed 1)"
 
 
 def _pct(value: Any) -> str:
@@ -51,12 +55,26 @@ def format_relations_table(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def relations_heading(results: Dict[str, Any]) -> str:
+def encoder_name(results: Dict[str, Any]) -> str:
+    """The encoder of a run, without the seed its label may name."""
+    return SEED_LABEL.sub("", results["tok2vec"])
+
+
+def run_seed(folder: Path, pipeline: str) -> Optional[int]:
+    """The [system] seed a pipeline of the run in FOLDER trained with (FOLDER/configs/PIPELINE.cfg), if kept."""
+    config = folder / "configs" / f"{pipeline}.cfg"
+    if not config.exists():
+        return None
+    return Config().from_disk(config, interpolate=False).get("system", {}).get("seed")
+
+
+def relations_heading(results: Dict[str, Any], seed: Optional[int] = None) -> str:
     rows = results["rows"]
     steps = "; ".join(f"{r['pipeline']} {r['train_steps']:,}" for r in rows)
     retokenized = rows[0]["test_sentences_retokenized"] if rows else 0
+    seeded = "" if seed is None else f", seed {seed}"
     return (
-        f"### {results['dataset']} relations — {results['tok2vec']} encoder (`{results['template']}`)\n\n"
+        f"### {results['dataset']} relations — {encoder_name(results)} encoder{seeded} (`{results['template']}`)\n\n"
         f"Test split of SPLITS.md ({rows[0]['test_docs']:,} sentences). Every pipeline is generated from the "
         "same gplinker config: same encoder, seed, batcher, optimizer and budget (step of the last dev "
         f"evaluation: {steps}); model-best selected on dev by strict relation F. The baseline is spaCy `ner` plus a "
@@ -86,7 +104,7 @@ def format_relation_targets(all_results: List[Dict[str, Any]]) -> str:
         if results["tok2vec"] == "CNN" or "gplinker-egp" not in rows:
             continue
         egp = rows["gplinker-egp"]["test_relations_f"] * 100
-        name = f"{results['dataset']} ({results['tok2vec']})"
+        name = f"{results['dataset']} ({SEED_LABEL.sub(lambda m: ', ' + m.group(0)[2:-1], results['tok2vec'])})"
         if "baseline" in rows:
             gap = egp - rows["baseline"]["test_relations_f"] * 100
             lines.append(f"| gplinker strict F ≥ baseline + {TARGET_MARGIN:g} | {name} | {gap:+.2f} points | "
@@ -94,6 +112,30 @@ def format_relation_targets(all_results: List[Dict[str, Any]]) -> str:
         lines.append(f"| gplinker strict F ≥ {TARGET_FLOOR:g} | {name} | {egp:.2f} | "
                      f"{'yes' if egp >= TARGET_FLOOR else '**no**'} |")
     return "\n".join(["| target | dataset | measured | met |", "|---|---|---|---|"] + lines) if lines else ""
+
+
+def format_seed_table(runs: List[Tuple[Path, Dict[str, Any]]]) -> str:
+    """Strict F of each pipeline trained with more than one seed, the rest of the run the same: mean and spread."""
+    by_pipeline: Dict[Tuple[str, str, str, str], Dict[int, float]] = {}
+    for folder, results in runs:
+        for row in results["rows"]:
+            seed = run_seed(folder, row["pipeline"])
+            if seed is not None:
+                key = (results["dataset"], encoder_name(results), results["template"], row["pipeline"])
+                by_pipeline.setdefault(key, {})[seed] = row["test_relations_f"] * 100
+    lines = [f"| {dataset} | {encoder} | {NAMES.get(pipeline, pipeline)} | "
+             + ", ".join(f"{seed}: {f:.2f}" for seed, f in sorted(scores.items()))
+             + f" | **{sum(scores.values()) / len(scores):.2f}** | {max(scores.values()) - min(scores.values()):.2f} |"
+             for (dataset, encoder, _, pipeline), scores in sorted(by_pipeline.items()) if len(scores) > 1]
+    header = ["| dataset | encoder | pipeline | strict F by seed | mean | spread (max − min) |", "|---|---|---|---|---|---|"]
+    return "\n".join(header + lines) if lines else ""
+
+
+SEED_CAPTION = (
+    "Seeds: the same pipeline, config and budget trained again with another `system.seed` (its own run folder, "
+    "the seed read from the run's `configs/`): the spread is the noise a gap between two single-seed rows above "
+    "has to beat. Pipelines run with one seed only are not listed."
+)
 
 
 def format_diagnosis_table(diagnosis: Dict[str, Any]) -> str:
@@ -133,10 +175,15 @@ def relation_sections(results_dir: Path) -> List[str]:
     all_results = [json.loads(p.read_text()) for p in paths]
     parts: List[str] = []
     for path, results in zip(paths, all_results):
-        parts += [relations_heading(results), format_relations_table(results)]
+        seeds = {run_seed(path.parent, row["pipeline"]) for row in results["rows"]}
+        seed = seeds.pop() if len(seeds) == 1 and SEED_LABEL.search(results["tok2vec"]) else None
+        parts += [relations_heading(results, seed), format_relations_table(results)]
         diagnosis = path.parent / "diagnosis.json"
         if diagnosis.exists():
             parts += [DIAGNOSIS_CAPTION, format_diagnosis_table(json.loads(diagnosis.read_text()))]
+    seed_table = format_seed_table([(path.parent, results) for path, results in zip(paths, all_results)])
+    if seed_table:
+        parts += ["### Relation results across seeds", SEED_CAPTION, seed_table]
     targets = format_relation_targets(all_results)
     if targets:
         parts += ["### Relation targets (issue 19, MiniLM, test)", targets]
