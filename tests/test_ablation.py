@@ -162,6 +162,7 @@ def test_the_shipped_reference_is_the_template_at_the_budget(zh_template: Config
     ("dropout2", {"training.dropout": (0.1, 0.2)}),
     ("weight_decay", {"training.optimizer.L2": (0.01, 0.1)}),
     ("context2", {f"{MODEL}.context.depth": (1, 2)}),
+    ("label_smoothing", {"components.efficient_globalpointer.label_smoothing": (None, 0.1)}),
 ])
 def test_plateau_levers_change_one_thing(zh_template: Config, lever: str, expected: Dict[str, tuple]) -> None:
     assert _diff(_shipped(zh_template, "shipped"), _shipped(zh_template, lever)) == expected

@@ -64,6 +64,7 @@ REFERENCES = ("baseline", "shipped")
 HEAD_DROPOUT = 0.1
 STRONG_DROPOUT = 0.2
 STRONG_WEIGHT_DECAY = 0.1
+LABEL_SMOOTHING = 0.1
 
 Lever = Callable[[Config, int], None]
 
@@ -195,6 +196,11 @@ def averages(config: Config, max_steps: int) -> None:
     optimizer["use_averages"] = True
 
 
+def label_smoothing(config: Config, max_steps: int) -> None:
+    """The soft-label ZLPR on the gold alone: targets 0.1 and 0.9 instead of 0 and 1 (`label_smoothing`)."""
+    config["components"][COMPONENT]["label_smoothing"] = LABEL_SMOOTHING
+
+
 def single_lr(config: Config, max_steps: int) -> None:
     """Transformer: one learning rate for encoder and head (5e-5, spaCy's transformer default; head_lr_scale 1)."""
     if not is_transformer(config):
@@ -308,6 +314,7 @@ LEVERS: Dict[str, Lever] = {
     "weight_decay": weight_decay,
     "averages": averages,
     "words": words,
+    "label_smoothing": label_smoothing,
 }
 
 
