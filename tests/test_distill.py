@@ -160,6 +160,11 @@ def test_teach_command_and_its_errors(teacher, tmp_path, capsys):
     assert "--floor must be a probability in (0, 1]" in capsys.readouterr().err
     assert teach_main(args + ["--key", "sc"]) == 2
     assert "is the gold spans key" in capsys.readouterr().err
+    assert teach_main(args + ["--max-docs", "3", "--unlabelled"]) == 0
+    assert "3 docs (0 with a gold group" in capsys.readouterr().err
+    assert len(read_docbin(teacher, tmp_path / "out.spacy")) == 3
+    assert teach_main(args + ["--max-docs", "0"]) == 2
+    assert "--max-docs must be at least 1" in capsys.readouterr().err
     with pytest.raises(TeachError, match="no such file"):
         teach(teacher, tmp_path / "missing.spacy", tmp_path / "out.spacy")
 
@@ -414,3 +419,17 @@ def test_distill_command_teaches_then_trains_the_student(teacher, tmp_path, caps
     assert saved["components"]["efficient_globalpointer"]["distill_key"] == KEY
     assert saved["components"]["efficient_globalpointer"]["distill_weight"] == 0.7
     assert saved["training"]["max_steps"] == 3
+
+
+def test_a_benchmark_teaching_is_kept_only_for_the_same_source_and_slice(tmp_path):
+    from spacy_egp.benchmark.distillation import parser as distill_parser, teaching_identity
+
+    (tmp_path / "a.txt").write_text("one\n")
+    (tmp_path / "b.txt").write_text("two\n")
+    base = ["d", "--teacher", "t", "--gold-only", "g", "--student-config", "c", "--corpus", "x"]
+    args, sliced = distill_parser().parse_args(base), distill_parser().parse_args(base + ["--unlabelled-max-docs", "5"])
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    assert teaching_identity(args, "h", a, True) != teaching_identity(args, "h", b, True)
+    assert teaching_identity(args, "h", a, True) != teaching_identity(sliced, "h", a, True)
+    assert teaching_identity(args, "h", a, False) == teaching_identity(sliced, "h", a, False)  # gold: all docs
+    assert teaching_identity(args, "h", a, False) != teaching_identity(args, "other teacher", a, False)

@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--student-config", type=Path, required=True, help="e.g. configs/cluener_cnn.cfg")
     parser.add_argument("--corpus", type=Path, required=True, help="folder with train.spacy, dev.spacy, test.spacy")
     parser.add_argument("--unlabelled", type=Path, default=None, help="texts taught as unlabelled docs (a 2nd student)")
+    parser.add_argument("--unlabelled-max-docs", type=int, default=None,
+                        help="teach only the first N docs of --unlabelled (default: all)")
     parser.add_argument("--floor", type=float, default=0.05, help="teacher probabilities stored from this floor")
     parser.add_argument("--weight", type=float, default=0.5, help="distill_weight of the student")
     parser.add_argument("--output", type=Path, default=None, help="default: results/DATASET-distill")
@@ -83,13 +85,21 @@ def _teach(args: argparse.Namespace, source: Path, target: Path, unlabelled: boo
         return json.loads(stamp.read_text())
     print(f"teaching {source} → {target}", flush=True)
     summary = asdict(teach(args.teacher, source, target, floor=args.floor, key=DEFAULT_TEACHER_KEY,
-                           unlabelled=unlabelled))
+                           unlabelled=unlabelled, max_docs=args.unlabelled_max_docs if unlabelled else None))
     summary["sha256"] = identity
     stamp.write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _train_student(args: argparse.Namespace, folder: Path, unlabelled: Optional[Path], identity: str) -> Dict[str, Any]:
+def teaching_identity(args: argparse.Namespace, teacher_hash: str, source: Path, unlabelled: bool) -> str:
+    """What a taught file depends on: the teacher's weights, the floor, the source file and, for unlabelled
+    text, how many of its docs are taught."""
+    return _part_hash({"teacher": teacher_hash, "floor": args.floor, "source": file_sha256(source),
+                       "max_docs": args.unlabelled_max_docs if unlabelled else None})
+
+
+def _train_student(args: argparse.Namespace, folder: Path, unlabelled: Optional[Path],
+                   teacher_hash: str) -> Dict[str, Any]:
     """Teach (kept when done), then train the student config on folder/teacher/ (logged to folder/train.log)
     with `spacy egp train`, which resumes a stopped training from its checkpoint.
 
@@ -100,7 +110,8 @@ def _train_student(args: argparse.Namespace, folder: Path, unlabelled: Optional[
     sources = [(args.corpus / "train.spacy", taught / "train.spacy", False)]
     if unlabelled is not None:
         sources.append((unlabelled, taught / "unlabelled.spacy", True))
-    summaries = {target.stem: _teach(args, source, target, flag, identity) for source, target, flag in sources}
+    summaries = {target.stem: _teach(args, source, target, flag, teaching_identity(args, teacher_hash, source, flag))
+                 for source, target, flag in sources}
     component = student_component(args.student_config, None)
     command = [sys.executable, "-m", "spacy_egp.train", str(args.student_config), "--output", str(folder),
                "--paths.train", str(taught), "--paths.dev", str(args.corpus / "dev.spacy"),
@@ -128,7 +139,7 @@ def run_distillation(args: argparse.Namespace) -> Dict[str, Any]:
     rows: Dict[str, Optional[Path]] = {"teacher": args.teacher, "gold-only": args.gold_only, "student": None}
     if args.unlabelled is not None:
         rows["student-unlabelled"] = None
-        settings["unlabelled"] = file_sha256(args.unlabelled)
+        settings["unlabelled"] = [file_sha256(args.unlabelled), args.unlabelled_max_docs]
     teacher_hash = _meta_hash(args.teacher)
     parts = []
     for name, model in rows.items():
@@ -143,7 +154,7 @@ def run_distillation(args: argparse.Namespace) -> Dict[str, Any]:
         if model is None:
             model_folder = output / "training" / STUDENT_FOLDERS[name]
             trained = _train_student(args, model_folder, args.unlabelled if "unlabelled" in name else None,
-                                     _part_hash({"teacher": teacher_hash, "floor": args.floor}))
+                                     teacher_hash)
             model = model_folder / "model-best"
         if name == "teacher" and args.teacher_row is not None:
             measured = _compare_row(args.teacher_row, args.teacher)

@@ -42,6 +42,8 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--paths.dev", dest="dev", type=Path, required=True, help="gold dev DocBin (model selection)")
     parser.add_argument("--paths.unlabelled", dest="unlabelled", type=Path, default=None,
                         help="unlabelled text: .jsonl, .txt or .spacy (its gold group is dropped)")
+    parser.add_argument("--unlabelled-max-docs", type=int, default=None,
+                        help="teach only the first N docs of --paths.unlabelled (default: all)")
     parser.add_argument("--weight", type=float, default=0.5,
                         help="distill_weight: target = (1 - w) * gold + w * teacher on labelled docs (default 0.5)")
     parser.add_argument("--student-component", default=None,
@@ -91,7 +93,8 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
         for source, target, unlabelled in inputs:
             summary = teach(teacher, source, target, floor=args.floor, key=args.key, unlabelled=unlabelled,
                             component=args.component, batch_size=args.batch_size,
-                            max_cells_per_token=args.max_cells_per_token)
+                            max_cells_per_token=args.max_cells_per_token,
+                            max_docs=args.unlabelled_max_docs if unlabelled else None)
             print(describe(summary, str(target)), file=sys.stderr)
     except TeachError as error:
         print(f"error: {error}", file=sys.stderr)

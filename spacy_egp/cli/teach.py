@@ -33,6 +33,8 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="drop the gold group of a DocBin's docs: they count as unlabelled (texts always do)")
     parser.add_argument("--spans-key", default=None, help="the gold key (default: the teacher component's spans_key)")
     parser.add_argument("--text-field", default="text", help="the text field of .jsonl records")
+    parser.add_argument("--max-docs", type=int, default=None,
+                        help="teach only INPUT's first N docs, a slice of a large corpus (default: all)")
     return parser
 
 
@@ -69,7 +71,7 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
         summary = teach(args.teacher, args.input, args.output, floor=args.floor, key=args.key,
                         unlabelled=args.unlabelled, spans_key=args.spans_key, component=args.component,
                         batch_size=args.batch_size, max_cells_per_token=args.max_cells_per_token,
-                        text_field=args.text_field)
+                        text_field=args.text_field, max_docs=args.max_docs)
     except TeachError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ of one text per line. Texts, and a DocBin passed with --unlabelled, have no
 gold group: the student learns the teacher's targets alone on them.
 """
 
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -206,6 +207,7 @@ def teach(
     batch_size: int = 64,
     max_cells_per_token: Optional[float] = None,
     text_field: str = "text",
+    max_docs: Optional[int] = None,
 ) -> TeachSummary:
     """Score INPUT's docs with the teacher and write them, with doc.spans[key], to OUTPUT (a DocBin).
 
@@ -217,9 +219,13 @@ def teach(
     component (Optional[str]): The teacher's span component; default its only one.
     max_cells_per_token (Optional[float]): Keep at most ceil(this * len(doc))
         cells per doc, the most probable; None: every cell above the floor.
+    max_docs (Optional[int]): Teach only INPUT's first max_docs docs (a slice of a
+        large unlabelled corpus); None: all of them.
     RETURNS (TeachSummary): What was written.
     """
     floor = check_floor(floor)
+    if max_docs is not None and max_docs < 1:
+        raise TeachError(f"--max-docs must be at least 1, got {max_docs!r} (leave it out to teach every doc).")
     nlp = load_teacher(model)
     pipe = teacher_component(nlp, component)
     spans_key = pipe.key if spans_key is None else spans_key
@@ -230,7 +236,8 @@ def teach(
         raise TeachError(f"{input_path}: no such file.")
     summary, start = TeachSummary(), time.perf_counter()
     out = DocBin(store_user_data=True)
-    docs = read_docs(input_path, nlp, unlabelled=unlabelled, spans_key=spans_key, text_field=text_field)
+    docs = itertools.islice(read_docs(input_path, nlp, unlabelled=unlabelled, spans_key=spans_key,
+                                      text_field=text_field), max_docs)
     for batch in _batches(docs, batch_size):
         score_docs(nlp, pipe, batch, floor=floor, key=key, max_cells_per_token=max_cells_per_token, summary=summary)
         for doc in batch:
