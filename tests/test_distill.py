@@ -207,7 +207,7 @@ def reference_targets(examples, labels, width, weight, eps, distill=True) -> Lis
                 teacher[span.start, span.end - span.start - 1, labels.index(span.label_)] = 1 / (1 + numpy.exp(-2 * logit))
         if "sc" in doc.spans or not distill:
             w = weight if distill else 0.0
-            result.append((1 - w) * (eps + (1 - 2 * eps) * gold) + w * teacher)
+            result.append((1 - w) * (1 - eps) * gold + w * teacher)  # one-sided smoothing: gold 1 - eps
         else:
             result.append(teacher)
     return result
@@ -258,20 +258,42 @@ def test_student_loss_is_the_soft_zlpr_of_the_mixed_targets(weight, eps):
     numpy.testing.assert_allclose(d_band.dataXd, expected_grad, rtol=1e-4, atol=1e-7)
 
 
-def test_label_smoothing_alone_gives_eps_and_one_minus_eps():
+def test_label_smoothing_alone_lowers_the_gold_to_one_minus_eps_and_leaves_the_rest_hard():
     nlp, pipe = student(label_smoothing=0.1)
     examples = mixed_examples(nlp)[:2]
     band = random_band(pipe, examples)
     targets = soft_targets(examples, "sc", pipe.labels, pipe.max_span_length, pipe.gold_span_problems,
                            distill_key=None, distill_weight=0.5, label_smoothing=0.1, gold_spans=pipe.gold_spans)
-    dense = targets.dense(band.dataXd.shape)
     gold = {(0 + 3, 2, pipe.labels.index("ANIMAL")), (4, 0, pipe.labels.index("COLOR")), (6 + 1, 1, pipe.labels.index("ANIMAL"))}
-    assert {tuple(c) for c in numpy.argwhere(numpy.isclose(dense, 0.9))} == gold
-    assert numpy.count_nonzero(numpy.isclose(dense, 0.1)) == dense.size - len(gold)
-    loss, _ = pipe.get_loss(examples, band)
-    expected, _ = reference_soft_zlpr(band.dataXd, band.lengths,
-                                      reference_targets(examples, list(pipe.labels), band.dataXd.shape[1], 0, 0.1, distill=False))
+    assert {tuple(cell) for cell in targets.cells.tolist()} == gold
+    numpy.testing.assert_allclose(targets.values, 0.9, rtol=1e-6)
+    loss, d_band = pipe.get_loss(examples, band)
+    expected, expected_grad = reference_soft_zlpr(
+        band.dataXd, band.lengths,
+        reference_targets(examples, list(pipe.labels), band.dataXd.shape[1], 0, 0.1, distill=False))
     assert loss == pytest.approx(expected, rel=1e-5)
+    numpy.testing.assert_allclose(d_band.dataXd, expected_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_one_sided_smoothing_keeps_the_gradient_that_smoothing_every_cell_dilutes():
+    """Why label smoothing is one-sided: eps on each of a row's many negative cells enters both normalisers of
+    the soft ZLPR, so the gold cell's gradient shrinks with the band's size; with the negatives at 0 it does not."""
+    from thinc.api import NumpyOps
+
+    from spacy_egp.ml.loss import soft_zlpr_loss
+
+    ops = NumpyOps()
+    length, eps = 400, 0.1
+    scores = numpy.zeros((length, length, 1), dtype="float32")
+    valid = numpy.add.outer(numpy.arange(length), numpy.arange(length)) < length
+    gold = numpy.zeros_like(scores)
+    gold[0, 0, 0] = 1
+    gradients = {}
+    for name, targets in (("one-sided", (1 - eps) * gold), ("every cell", eps + (1 - 2 * eps) * gold)):
+        _, d_scores = soft_zlpr_loss(ops, scores, valid, targets, numpy.asarray([length]))
+        gradients[name] = -float(d_scores[0, 0, 0])
+    assert gradients["one-sided"] > 0.45  # about t / (1 + t) = 0.47 at s = 0, whatever the band's size
+    assert gradients["every cell"] < gradients["one-sided"] / 100  # 80,200 cells share it
 
 
 def test_soft_options_at_their_hard_settings_give_the_hard_loss():

@@ -197,7 +197,7 @@ def averages(config: Config, max_steps: int) -> None:
 
 
 def label_smoothing(config: Config, max_steps: int) -> None:
-    """The soft-label ZLPR on the gold alone: targets 0.1 and 0.9 instead of 0 and 1 (`label_smoothing`)."""
+    """The soft-label ZLPR on the gold alone: gold target 0.9 instead of 1, the rest 0 (`label_smoothing`)."""
     config["components"][COMPONENT]["label_smoothing"] = LABEL_SMOOTHING
 
 

@@ -234,7 +234,8 @@ def plateau_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "averages (`use_averages = true`; spaCy evaluates and saves the averaged weights); `context2` = the "
         "context BiLSTM two layers deep; `words` = word-boundary features, each character's jieba word and its "
         "B/M/E/S tag in it, two more hash tables of `spacy_egp.CharBigramEmbed.v2` (`segmenter = \"jieba\"`); "
-        "`label_smoothing` = the soft-label ZLPR on the gold, targets 0.1 and 0.9 (`label_smoothing = 0.1`). "
+        "`label_smoothing` = the soft-label ZLPR on the gold, gold target 0.9, the rest 0 (`label_smoothing = 0.1`, "
+        "one-sided). "
         "Seed 0, one thread per training; one seed per cell, so differences below "
         f"about 1 point are not evidence either way. {_templates_and_budgets(summaries)}."
     )

@@ -10,11 +10,17 @@ target that makes the student's optimum the teacher's logit is
 
 and a cell the teacher left out (p under the floor it was stored with) has
 target 0. On a labelled doc (one with a gold group doc.spans[spans_key]) the
-gold g (0 or 1, smoothed to eps + (1 - 2 eps) g) and the teacher mix:
+gold g (0 or 1; a gold cell's 1 smoothed to 1 - eps) and the teacher mix:
 
     target = (1 - w) * smoothed gold + w * teacher;
 
-on an unlabelled doc (no gold group) target = teacher. The spans are placed on
+on an unlabelled doc (no gold group) target = teacher.
+
+Label smoothing is one-sided: the cells that are not gold keep target 0. A
+target eps on every cell of the band would put the summed mass of thousands
+of negative cells into both normalisers of the soft ZLPR and divide every
+gradient by it: on CLUENER (eps 0.1, both sides) the CNN config stayed at dev
+F 0, its loss flat, for 1,000 steps (results/ablation/cluener-smoothing, README). The spans are placed on
 the predicted tokens by character offsets and mapped to cells by
 spacy_egp.pipeline.gold (`span_cells`), the gold spans' one mapping.
 """
@@ -105,28 +111,13 @@ def _group_probabilities(doc: Doc, key: str, scores: object, n_spans: int) -> nu
 
 @dataclass
 class SoftTargets:
-    """Targets of a batch's band: the listed cells' targets, and one target per token row for the others.
+    """Targets of a batch's band: the listed cells and their targets; every other cell is a hard negative.
 
-    cells (P, 3): (t, w, label), each once; values (P,): their targets;
-    row_floor (T,): the target of every other cell of token row t (eps(1 - w)
-    on a labelled doc under label smoothing, else 0).
+    cells (P, 3): (t, w, label), each once; values (P,): their targets.
     """
 
     cells: numpy.ndarray
     values: numpy.ndarray
-    row_floor: numpy.ndarray
-
-    @property
-    def sparse(self) -> bool:
-        """Whether every unlisted cell is a hard negative (the sparse soft loss applies)."""
-        return not bool(self.row_floor.any())
-
-    def dense(self, shape: Tuple[int, int, int]) -> numpy.ndarray:
-        """The (T, W, K) float32 target array."""
-        targets = numpy.broadcast_to(self.row_floor[:, None, None], shape).astype("float32")
-        if len(self.cells):
-            targets[self.cells[:, 0], self.cells[:, 1], self.cells[:, 2]] = self.values
-        return targets
 
 
 def soft_targets(
@@ -149,20 +140,18 @@ def soft_targets(
     """
     weight = distill_weight if distill_key is not None else 0.0
     labelled = [distill_key is None or spans_key in eg.reference.spans for eg in examples]
-    lengths = numpy.asarray([len(eg.predicted) for eg in examples], dtype="int64")
-    row_floor = numpy.repeat(numpy.where(labelled, (1 - weight) * label_smoothing, 0.0), lengths)
     mass: Dict[Cell, float] = {}
     # gold_cells places only labelled docs' gold (an unlabelled doc has no group to read)
     gold = gold_cells(examples, spans_key, labels, max_span_length, problems, spans_of=gold_spans)
     for cell in map(tuple, gold.tolist()):
-        mass[cell] = (1 - weight) * (1 - 2 * label_smoothing)
+        mass[cell] = (1 - weight) * (1 - label_smoothing)
     if distill_key is not None:
         for eg_index, cell, target in _teacher_cells(examples, distill_key, labels, max_span_length, problems):
             mass[cell] = mass.get(cell, 0.0) + (weight if labelled[eg_index] else 1.0) * target
     cells = numpy.asarray(sorted(mass), dtype="int64").reshape((-1, 3))
     values = numpy.asarray([mass[cell] for cell in map(tuple, cells.tolist())], dtype="float64")
-    values = numpy.clip(values + row_floor[cells[:, 0]], 0.0, 1.0)  # rounding only: the mix stays in [0, 1]
-    return SoftTargets(cells, values.astype("float32"), row_floor.astype("float32"))
+    values = numpy.clip(values, 0.0, 1.0)  # rounding only: the mix stays in [0, 1]
+    return SoftTargets(cells, values.astype("float32"))
 
 
 def _teacher_cells(

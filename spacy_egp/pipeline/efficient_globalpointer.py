@@ -42,7 +42,7 @@ from .heap import fix_mmap_threshold
 from .nesting import Span3
 from ..ml.heads import band_mask
 from ..ml.models import DEFAULT_HEAD_SIZE, DEFAULT_MAX_SPAN_LENGTH, DEFAULT_SPAN_PRIOR, LR_SCALE_ATTR
-from ..ml.loss import soft_zlpr_loss, sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
+from ..ml.loss import sparse_soft_zlpr_loss, sparse_zlpr_loss, zlpr_loss
 from ..ml.util import doc_starts, probability_to_logit, sigmoid  # noqa: F401  (re-exported)
 
 DEFAULT_SPANS_KEY = "sc"
@@ -619,7 +619,7 @@ class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
     Soft targets (spacy_egp.pipeline.distill), off by default: with
     `distill_key` it learns from a teacher's scored spans in the reference
     doc.spans[distill_key] (`spacy egp teach`) mixed with the gold; with
-    `label_smoothing` eps the gold targets are eps and 1 - eps.
+    `label_smoothing` eps a gold cell's target is 1 - eps.
     """
 
     def __init__(
@@ -643,8 +643,8 @@ class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
         distill_weight (float): w in [0, 1]: on labelled docs the target is
             (1 - w) * gold + w * teacher.
         label_smoothing (float): eps in [0, 0.5): gold cells get target
-            1 - eps and the other cells of labelled docs eps. Every cell then
-            has a target, so that loss is computed densely (whatever sparse_loss).
+            1 - eps; the other cells stay 0 (one-sided: see
+            spacy_egp.pipeline.distill).
         """
         super().__init__(vocab, model, name, **settings)
         self.cfg.update(check_distill_settings(distill_key, distill_weight, label_smoothing, self.key))
@@ -691,7 +691,7 @@ class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
     def _soft_span_loss(self, examples: List[Example], scores: Ragged) -> Tuple[float, Floats3d]:
         """Soft ZLPR against the targets of spacy_egp.pipeline.distill, and its gradient.
 
-        Sparse (the listed cells only) unless label smoothing gives every cell a target.
+        Sparse: only the listed cells (gold and teacher) carry target mass.
         """
         ops, band = self.model.ops, scores.dataXd
         targets = soft_targets(
@@ -700,10 +700,8 @@ class EfficientGlobalPointer(GlobalPointerPipe[Ragged]):
             label_smoothing=self.cfg["label_smoothing"], gold_spans=self.gold_spans,
         )
         valid = band_mask(ops, scores.lengths, band.shape[1])
-        if targets.sparse:
-            return sparse_soft_zlpr_loss(ops, band, valid, ops.asarray(targets.cells, dtype="int64"),
-                                         ops.asarray(targets.values), scores.lengths)
-        return soft_zlpr_loss(ops, band, valid, ops.asarray(targets.dense(band.shape)), scores.lengths)
+        return sparse_soft_zlpr_loss(ops, band, valid, ops.asarray(targets.cells, dtype="int64"),
+                                     ops.asarray(targets.values), scores.lengths)
 
     def span_band(self, scores: Ragged) -> Ragged:
         """The band of span logits: the scores themselves."""
