@@ -14,7 +14,8 @@ from thinc.api import Config
 from spacy_egp.benchmark.ablation import (LEVERS, AblationRun, best_evaluation, build_config, corpus_hashes,
                                          lever_names,
                                          parse_console_log, run_ablation, sentence_stats)
-from spacy_egp.benchmark.report import ablation_section, format_ablation_table, plateau_ablation_section
+from spacy_egp.benchmark.report import (END, START, ablation_section, format_ablation_table,
+                                        plateau_ablation_section, write_report)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MODEL = "components.efficient_globalpointer.model"
@@ -136,7 +137,7 @@ def test_combined_is_the_union(zh_template: Config, baseline: Config) -> None:
         lever_names("combined:prior+nope")
 
 
-@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr", "cnn_features", "words"}))
+@pytest.mark.parametrize("lever", sorted(set(LEVERS) - {"bigram", "single_lr", "cnn_features", "words", "window256"}))
 @pytest.mark.parametrize("dataset", ["cluener", "cmeee5k", "genia_small", "msra"])
 def test_every_variant_config_loads(dataset: str, lever: str) -> None:
     """Each variant is a valid spaCy training config (filled and validated, not trained)."""
@@ -264,6 +265,17 @@ def test_transformer_levers_change_one_thing(trf_template: Config, lever: str, e
     make = lambda name: build_config(trf_template, name, max_steps=STEPS, eval_frequency=EVAL,  # noqa: E731
                                      overrides={"paths.transformer": _minilm()})
     assert _diff(make("baseline"), make(lever)) == expected
+
+
+def test_window256_gives_the_cmeee_transformer_the_references_256_character_windows() -> None:
+    template = Config().from_disk(CONFIGS / "cmeee5k_trf_cnn_offline.cfg", interpolate=False)
+    shipped, window = (build_config(template, lever, max_steps=STEPS, eval_frequency=EVAL, reference="shipped")
+                       for lever in ("shipped", "window256"))
+    spans = "components.transformer.model.get_spans"
+    assert _diff(shipped, window) == {f"{spans}.window": (128, 256), f"{spans}.stride": (96, 256)}
+    with pytest.raises(ValueError, match="window256 lever is for transformer templates"):
+        build_config(Config().from_disk(CONFIGS / "cmeee5k_cnn.cfg", interpolate=False), "window256",
+                     max_steps=STEPS, eval_frequency=EVAL)
 
 
 def test_single_lr_is_for_transformers_only(zh_template: Config) -> None:
@@ -416,6 +428,20 @@ def test_levers_on_the_shipped_config_are_tabled_against_it(tmp_path: Path) -> N
     section = "\n\n".join(plateau_ablation_section([summary]))
     assert "levers on the shipped config" in section
     assert "| dropout2 | 70.00 / 40.00 / **72.00** (+2.00) @500, 2 min |" in section
+    # the report puts a shipped transformer column in its own section, a shipped CNN one in this one
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    trf = dict(summary, dataset="toy-trf", template="configs/cmeee5k_trf_cnn_offline.cfg")
+    (results / "ablation").mkdir()
+    for name, item in (("toy", summary), ("toy-trf", trf)):
+        (results / "ablation" / f"{name}.json").write_text(json.dumps(item))
+    write_report(results, readme)
+    text = readme.read_text()
+    cnn_section = text.split("### Ablation: levers on the shipped config")[1].split("###")[0]
+    trf_section = text.split("### Ablation: levers on the shipped transformer configs")[1].split("###")[0]
+    assert "toy (" in cnn_section and "toy-trf" not in cnn_section
+    assert "toy-trf (" in trf_section and "`window256`" in trf_section
+    assert "### Ablation: the transformer recipe" not in text
 
 
 def test_a_finished_run_is_reused_only_for_the_config_and_corpus_it_trained(tmp_path: Path) -> None:

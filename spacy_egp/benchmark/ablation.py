@@ -55,6 +55,8 @@ SPLIT_LEARN_RATE = 0.00002
 SPLIT_HEAD_LR_SCALE = 50.0
 WARMUP_STEPS = 250
 WINDOW_MAX_LENGTH = 256
+# the reference's inputs: 256 characters (bert4keras maxlen), one piece each with me5s-zh-char
+REFERENCE_WINDOW = 256
 BILSTM_DEPTH = 1
 BIGRAM_ROWS = 20000
 CNN_WIDTH = 96
@@ -247,6 +249,17 @@ def windows(config: Config, max_steps: int) -> None:
     config["corpora"]["train"]["max_length"] = WINDOW_MAX_LENGTH
 
 
+def window256(config: Config, max_steps: int) -> None:
+    """Transformer: disjoint windows of 256 pieces, the reference's 256-character inputs, instead of the
+    shipped strided windows (spacy-transformers' 128 pieces every 96)."""
+    if not is_transformer(config):
+        raise ValueError("the window256 lever is for transformer templates (configs/*_trf*.cfg): it sets the "
+                         "transformer's windows")
+    config["components"]["transformer"]["model"]["get_spans"] = {
+        "@span_getters": "spacy-transformers.strided_spans.v1", "window": REFERENCE_WINDOW,
+        "stride": REFERENCE_WINDOW}
+
+
 def cnn_features(config: Config, max_steps: int) -> None:
     """Transformer: its listener concatenated with the CNN tok2vec of the shipped CNN configs (the spaCy way).
 
@@ -315,6 +328,7 @@ LEVERS: Dict[str, Lever] = {
     "averages": averages,
     "words": words,
     "label_smoothing": label_smoothing,
+    "window256": window256,
 }
 
 
