@@ -196,10 +196,16 @@ def _templates_and_budgets(summaries: List[Dict[str, Any]]) -> str:
                      f"{s['eval_frequency']})" for s in summaries)
 
 
-def transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
-    """The heading, caption and table of the transformer-recipe ablation (dev F1)."""
+def _ablation_subsection(title: str, caption: str, summaries: List[Dict[str, Any]]) -> List[str]:
+    """Heading, caption (the columns' templates and budgets appended) and table; nothing without rows."""
     if not any(s.get("rows") for s in summaries):
         return []
+    return [f"### Ablation: {title} (dev F1)", f"{caption} {_templates_and_budgets(summaries)}.",
+            format_ablation_table(summaries)]
+
+
+def transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
+    """The heading, caption and table of the transformer-recipe ablation (dev F1)."""
     caption = (
         "Dev split only. The baseline is the transformer recipe before this ablation: the encoder at 2e-5, the "
         "head at `head_lr_scale` 50 × that (1e-3), 10 % linear warm-up then linear decay to 0 at the last step, "
@@ -208,24 +214,21 @@ def transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "`*_trf*.cfg` recipe now; `no_prior` = `span_prior = null`; "
         "`context` = a BiLSTM context layer of the head's own (`spacy.TorchBiLSTMEncoder.v1`, width = the "
         "encoder's hidden size, depth 1). Seed 0, one thread per training, at most two at once on a shared "
-        f"2-core CPU (the minutes are rough); one seed per cell. {_templates_and_budgets(summaries)}."
+        "2-core CPU (the minutes are rough); one seed per cell."
     )
-    return ["### Ablation: the transformer recipe (dev F1)", caption, format_ablation_table(summaries)]
+    return _ablation_subsection("the transformer recipe", caption, summaries)
 
 
 def shipped_transformer_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     """The heading, caption and table of levers on top of a shipped transformer config (dev F1)."""
-    if not any(s.get("rows") for s in summaries):
-        return []
     caption = (
         "Dev split only. The reference row `shipped` is the shipped transformer config at the budget named per "
         "column; every other row changes one thing: `window256` = disjoint windows of 256 pieces "
         "(`strided_spans.v1`, window = stride = 256: the reference's 256-character inputs, one piece per "
         "character with me5s-zh-char) instead of spacy-transformers' 128 pieces every 96. Seed 0, one thread "
-        f"per training; one seed per cell. {_templates_and_budgets(summaries)}."
+        "per training; one seed per cell."
     )
-    return ["### Ablation: levers on the shipped transformer configs (dev F1)", caption,
-            format_ablation_table(summaries)]
+    return _ablation_subsection("levers on the shipped transformer configs", caption, summaries)
 
 
 def _is_shipped_ablation(summary: Dict[str, Any]) -> bool:
@@ -234,8 +237,6 @@ def _is_shipped_ablation(summary: Dict[str, Any]) -> bool:
 
 def plateau_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
     """The heading, caption and table of the levers measured on top of the shipped CNN configs (dev F1)."""
-    if not any(s.get("rows") for s in summaries):
-        return []
     caption = (
         "Dev split only (never test). The reference row `shipped` is the shipped config as it was when the "
         "column ran, here at the budget named per column (its config.cfg is in results/ablation/COLUMN/shipped/; "
@@ -252,9 +253,9 @@ def plateau_ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
         "`label_smoothing` = the soft-label ZLPR on the gold, gold target 0.9, the rest 0 (`label_smoothing = 0.1`, "
         "one-sided). "
         "Seed 0, one thread per training; one seed per cell, so differences below "
-        f"about 1 point are not evidence either way. {_templates_and_budgets(summaries)}."
+        "about 1 point are not evidence either way."
     )
-    return ["### Ablation: levers on the shipped config (dev F1)", caption, format_ablation_table(summaries)]
+    return _ablation_subsection("levers on the shipped config", caption, summaries)
 
 
 def ablation_section(summaries: List[Dict[str, Any]]) -> List[str]:
