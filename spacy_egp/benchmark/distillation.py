@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight", type=float, default=0.5, help="distill_weight of the student")
     parser.add_argument("--output", type=Path, default=None, help="default: results/DATASET-distill")
     parser.add_argument("--batch-size", type=int, default=256, help="nlp.pipe batch size at inference")
+    parser.add_argument("--remeasure-speed", action="store_true",
+                        help="time the gold-only and student rows' inference again, one after the other, so that "
+                             "their words/s come from the same conditions (rows measured at other times may not)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="spacy train overrides for the students, e.g. training.max_steps=3000")
     return parser
@@ -165,10 +168,23 @@ def run_distillation(args: argparse.Namespace) -> Dict[str, Any]:
         part_path.write_text(json.dumps(part, indent=2))
         print(f"measured {name}: {part_path}", flush=True)
         parts.append(part)
+    if args.remeasure_speed:
+        _remeasure_speed(args, output, parts)
     results = {"dataset": args.dataset, "student_config": str(args.student_config), "floor": args.floor,
                "weight": args.weight, "overrides": args.set, "machine": machine_description(), "rows": parts}
     (output / "distillation.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def _remeasure_speed(args: argparse.Namespace, output: Path, parts: List[Dict[str, Any]]) -> None:
+    """Inference words/s of every row but the teacher, measured again back to back; the parts are rewritten."""
+    for part in parts:
+        if part["pipeline"] == "teacher":
+            continue
+        measured = _evaluate_in_subprocess(Path(part["model"]), args.corpus / "test.spacy", args.batch_size)
+        part["inference_words_per_second"] = measured["inference_words_per_second"]
+        (output / "parts" / f"{part['pipeline']}.json").write_text(json.dumps(part, indent=2))
+        print(f"remeasured {part['pipeline']}: {part['inference_words_per_second']:,.0f} words/s", flush=True)
 
 
 def _compare_row(part_path: Path, teacher: Path) -> Dict[str, Any]:
