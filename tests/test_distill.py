@@ -455,3 +455,26 @@ def test_a_benchmark_teaching_is_kept_only_for_the_same_source_and_slice(tmp_pat
     assert teaching_identity(args, "h", a, True) != teaching_identity(sliced, "h", a, True)
     assert teaching_identity(args, "h", a, False) == teaching_identity(sliced, "h", a, False)  # gold: all docs
     assert teaching_identity(args, "h", a, False) != teaching_identity(args, "other teacher", a, False)
+
+
+def test_remeasure_speed_times_every_row_but_the_teacher_again(tmp_path, monkeypatch):
+    from spacy_egp.benchmark import distillation
+
+    timed = []
+
+    def fake_evaluation(model, test, batch_size):
+        timed.append(str(model))
+        return {"inference_words_per_second": 100.0 + len(timed), "test_f": 0.5}
+
+    monkeypatch.setattr(distillation, "_evaluate_in_subprocess", fake_evaluation)
+    (tmp_path / "parts").mkdir()
+    parts = [{"pipeline": name, "model": f"m/{name}", "inference_words_per_second": 1.0, "test_f": 0.7}
+             for name in ("teacher", "gold-only", "student")]
+    args = distillation.parser().parse_args(["d", "--teacher", "t", "--gold-only", "g", "--student-config", "c",
+                                             "--corpus", str(tmp_path), "--remeasure-speed"])
+    distillation._remeasure_speed(args, tmp_path, parts)
+    assert timed == ["m/gold-only", "m/student"]
+    assert [part["inference_words_per_second"] for part in parts] == [1.0, 101.0, 102.0]
+    assert all(part["test_f"] == 0.7 for part in parts)  # only the speed is replaced
+    written = json.loads((tmp_path / "parts" / "student.json").read_text())
+    assert written["inference_words_per_second"] == 102.0 and not (tmp_path / "parts" / "teacher.json").exists()
