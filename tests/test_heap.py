@@ -1,4 +1,4 @@
-"""glibc's mmap threshold is fixed once an EGP trains (spacy_egp.pipeline.heap).
+"""glibc's mmap threshold is fixed once an EGP trains, or any pipeline through spacy egp train (.pipeline.heap).
 
 Each case runs in its own process (the setting is process-wide and made once).
 What is checked is glibc's own behaviour, through mallinfo2's count of mmapped
@@ -35,6 +35,21 @@ if sys.argv[1] == "update":  # one training step of an efficient_globalpointer f
     nlp.initialize(lambda: examples)
     nlp.update(examples)
     print("called again:", fix_mmap_threshold())
+if sys.argv[1] == "spancat":  # any pipeline trained by spacy egp train fixes it: here spaCy's own spancat
+    import pathlib, tempfile
+    from spacy.cli.init_config import init_config
+    from spacy.tokens import DocBin
+    from spacy_egp.training.resumable import train
+    folder = pathlib.Path(tempfile.mkdtemp())
+    nlp = spacy.blank("en")
+    doc = nlp.make_doc("the big red dog")
+    doc.spans["sc"] = [doc.char_span(4, 15, "ANIMAL")]
+    DocBin(docs=[doc]).to_disk(folder / "train.spacy")
+    config = init_config(lang="en", pipeline=["spancat"], optimize="efficiency")
+    config["paths"].update(train=str(folder / "train.spacy"), dev=str(folder / "train.spacy"))
+    config["training"].update(max_steps=1, eval_frequency=1)
+    outcome = train(config, folder / "out", stdout=open(folder / "log", "w"), stderr=open(folder / "err", "w"))
+    print("trained:", outcome.finished, "called again:", fix_mmap_threshold())
 freed = numpy.ones(2**20 // 8)
 del freed
 before = libc.mallinfo2().hblks
@@ -47,6 +62,7 @@ print("new mmapped blocks:", libc.mallinfo2().hblks - before)
     ("nothing", None, "new mmapped blocks: 0"),
     ("update", None, "called again: False\nnew mmapped blocks: 1"),
     ("update", "4194304", "called again: False\nnew mmapped blocks: 0"),
+    ("spancat", None, "trained: True called again: False\nnew mmapped blocks: 1"),
 ])
 def test_training_fixes_the_mmap_threshold_unless_the_user_set_one(case, user_setting, expected):
     env = dict(os.environ)

@@ -16,6 +16,9 @@ holds what spaCy keeps only in memory:
   shuffles and batches (the batch-size schedule runs on across epochs);
 - the evaluations logged so far, which the logger is given again.
 
+It also fixes glibc's mmap threshold for the process (spacy_egp.pipeline.heap),
+whatever the pipeline, so that a long training's RSS stays bounded.
+
 Run the same command again and it resumes from the checkpoint. On CPU the
 resumed run ends with the same weights as an uninterrupted one
 (tests/test_resumable_training.py). On a GPU it resumes too, but cupy's
@@ -45,6 +48,8 @@ from spacy.training.loop import (DIR_MODEL_BEST, DIR_MODEL_LAST, clean_output_di
 from spacy.util import registry, resolve_dot_names
 from thinc.api import Config, Model, Optimizer, constant, fix_random_seed, get_current_ops
 from thinc.backends import get_array_ops
+
+from ..pipeline.heap import fix_mmap_threshold
 
 CHECKPOINT = "checkpoint.pkl"
 SESSIONS = "training-sessions.json"
@@ -147,6 +152,9 @@ def train(config: Config, output_path: Path, *, use_gpu: int = -1, checkpoint_ev
     RETURNS (TrainingOutcome): the pipeline, model-last's folder and whether max_steps (or max_epochs) was reached.
     """
     started = time.perf_counter()
+    # for every pipeline, not only ours: spaCy's spancat on me5s-zh-char + CNN (the benchmark's CLUENER row,
+    # n-grams 1-20) grew by about 4.5 MB a step with glibc's dynamic threshold and was OOM-killed at 18.6 GB
+    fix_mmap_threshold()
     output_path.mkdir(parents=True, exist_ok=True)
     identity = config_sha256(config)
     state = None if restart else load_checkpoint(output_path, identity)
