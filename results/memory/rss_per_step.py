@@ -1,45 +1,60 @@
-"""RSS every 10 training steps of a config (`rss_per_step.py CONFIG STEPS [trace]`), run from a clone with corpus/cluener.
+"""RSS every 10 training steps of a config: `python rss_per_step.py CONFIG STEPS [trace]`.
 
-spaCy's update loop on the config's batches, no evaluation; `trace` adds tracemalloc's top growth between steps 20 and
-STEPS (Python and numpy allocations only).
+Run from a clone with corpus/cluener. spaCy's update loop on the config's own
+batches and optimizer, without evaluations; `trace` adds tracemalloc's largest
+growths between step 20 and STEPS (Python and numpy allocations only, not
+torch's), to tell a leak of objects from a growing heap.
 """
-import sys, os, gc, time, tracemalloc, resource
-import resource
-from spacy.util import load_config, resolve_dot_names
-from spacy.training.initialize import init_nlp
-from spacy.training.loop import create_train_batches, train_while_improving
-from thinc.api import fix_random_seed
-import spacy_egp  # registrations
-cfg_path, steps = sys.argv[1], int(sys.argv[2])
-trace = len(sys.argv) > 3
-config = load_config(cfg_path, overrides={"paths.train": "corpus/cluener/train.spacy", "paths.dev": "corpus/cluener/dev.spacy", "training.max_steps": steps, "training.eval_frequency": 10**6, "training.logger": {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}}, interpolate=False)
-nlp = init_nlp(config)
+
+import gc
+import sys
+import time
+import tracemalloc
+
+import spacy_egp  # noqa: F401  (registers the project's architectures and factories)
 from spacy import registry
-C = nlp.config.interpolate(); T = registry.resolve(C["training"], schema=None)
-dot_names = [T["train_corpus"], T["dev_corpus"]]
-train_corpus, dev_corpus = resolve_dot_names(C, dot_names)
-optimizer = T["optimizer"]
-batcher = T["batcher"]
-def rss(): return int(open('/proc/self/statm').read().split()[1])*4096/2**20
-if trace: tracemalloc.start(25)
-snap0 = None
-step = 0
-t0 = time.time()
-from spacy.training import Example
-for epoch in range(10):
-    for batch in batcher(train_corpus(nlp)):
-        losses = {}
-        nlp.update(batch, drop=0.1, sgd=optimizer, losses=losses)
-        step += 1
-        if step % 10 == 0:
-            gc.collect()
-            print(step, f"{time.time()-t0:.0f}s rss={rss():.0f}MB", {k: round(v,2) for k,v in losses.items()}, flush=True)
-        if trace and step == 20:
-            snap0 = tracemalloc.take_snapshot()
-        if step >= steps: break
-    if step >= steps: break
-if trace:
-    snap1 = tracemalloc.take_snapshot()
-    for s in snap1.compare_to(snap0, "traceback")[:8]:
-        print(s)
-        for line in s.traceback.format()[-12:]: print("   ", line)
+from spacy.training.initialize import init_nlp
+from spacy.util import load_config, resolve_dot_names
+
+OVERRIDES = {"paths.train": "corpus/cluener/train.spacy", "paths.dev": "corpus/cluener/dev.spacy",
+             "training.logger": {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}}
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MiB (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+
+def main(config_path: str, steps: int, trace: bool) -> None:
+    config = load_config(config_path, overrides=OVERRIDES, interpolate=False)
+    nlp = init_nlp(config)
+    resolved = nlp.config.interpolate()
+    training = registry.resolve(resolved["training"], schema=None)
+    train_corpus, = resolve_dot_names(resolved, [training["train_corpus"]])
+    optimizer, batcher = training["optimizer"], training["batcher"]
+    if trace:
+        tracemalloc.start(25)
+    baseline, step, started = None, 0, time.time()
+    while step < steps:
+        for batch in batcher(train_corpus(nlp)):
+            losses: dict = {}
+            nlp.update(batch, drop=training["dropout"], sgd=optimizer, losses=losses)
+            step += 1
+            if step % 10 == 0:
+                gc.collect()
+                rounded = {name: round(value, 2) for name, value in losses.items()}
+                print(step, f"{time.time() - started:.0f}s rss={rss_mb():.0f}MB", rounded, flush=True)
+            if trace and step == 20:
+                baseline = tracemalloc.take_snapshot()
+            if step >= steps:
+                break
+    if trace and baseline is not None:
+        for growth in tracemalloc.take_snapshot().compare_to(baseline, "traceback")[:8]:
+            print(growth)
+            for line in growth.traceback.format()[-12:]:
+                print("   ", line)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), len(sys.argv) > 3 and sys.argv[3] == "trace")
