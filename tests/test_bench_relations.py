@@ -248,6 +248,30 @@ def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs
     assert "### conll04 relations — MiniLM encoder, seed 1 (`t.cfg`)" in text
     assert "### conll04 relations — MiniLM encoder (`t.cfg`)" in text
     assert "| gplinker strict F ≥ 55 | conll04 (MiniLM, seed 1) | 50.00 | **no** |" in text
+    assert "means over seeds" not in text  # the baseline has one seed: no target on the means
+
+
+def test_the_margin_target_on_seed_means_takes_the_seeds_both_pipelines_share(tmp_path):
+    """gplinker seeds 0, 1, 2 against baseline seeds 0, 1: means over 0 and 1 only."""
+    results = tmp_path / "results"
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
+            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75), ("baseline", 0.72)]),
+            ("conll04-minilm-seed2", "MiniLM (seed 2)", 2, [("gplinker-egp", 0.3)]))
+    for folder, tok2vec, seed, pipelines in runs:
+        (results / folder / "configs").mkdir(parents=True)
+        for pipeline, _ in pipelines:
+            (results / folder / "configs" / f"{pipeline}.cfg").write_text(f"[system]\nseed = {seed}\n")
+        (results / folder / "relations.json").write_text(json.dumps(
+            {"dataset": "conll04", "tok2vec": tok2vec, "template": "t.cfg", "machine": {},
+             "rows": [_row(pipeline, f) for pipeline, f in pipelines]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    write_report(results, readme)
+    text = readme.read_text()
+    # strict F = 2/3 f. gplinker 60, 50 (and 20 with seed 2, left out); baseline 40, 48: means 55 and 44
+    assert ("| gplinker strict F ≥ baseline + 5, means over seeds 0, 1 | conll04 (MiniLM) | +11.00 points | yes |"
+            in text)
+    assert "| conll04 | MiniLM | spaCy ner + pair classifier | 0: 40.00, 1: 48.00 | **44.00** | 8.00 |" in text
 
 
 def test_pair_vectors_gradient_matches_finite_differences():
