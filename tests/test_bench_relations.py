@@ -226,11 +226,9 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
     assert "| 75.00 | 50.00 |" in split_table and "| – | – |" in split_table
 
 
-def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs(tmp_path):
-    """Two runs of the same pipeline with seeds 0 and 1 (labels "MiniLM", "MiniLM (seed 1)"): mean and spread."""
+def _report_of_seed_runs(tmp_path, runs) -> str:
+    """The README report of relation runs (folder, tok2vec label, seed, [(pipeline, f)]), each seed in its configs."""
     results = tmp_path / "results"
-    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
-            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75)]))
     for folder, tok2vec, seed, pipelines in runs:
         (results / folder / "configs").mkdir(parents=True)
         for pipeline, _ in pipelines:
@@ -241,7 +239,14 @@ def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs
     readme = tmp_path / "README.md"
     readme.write_text(f"{START}\n{END}\n")
     write_report(results, readme)
-    text = readme.read_text()
+    return readme.read_text()
+
+
+def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs(tmp_path):
+    """Two runs of the same pipeline with seeds 0 and 1 (labels "MiniLM", "MiniLM (seed 1)"): mean and spread."""
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
+            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75)]))
+    text = _report_of_seed_runs(tmp_path, runs)
     # strict F = 2/3 f: 60.00 and 50.00, mean 55.00, spread 10.00; the baseline has one seed: no row
     assert "| conll04 | MiniLM | gplinker, EGP pair pointers | 0: 60.00, 1: 50.00 | **55.00** | 10.00 |" in text
     assert "| conll04 | MiniLM | spaCy ner + pair classifier |" not in text
@@ -253,21 +258,10 @@ def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs
 
 def test_the_margin_target_on_seed_means_takes_the_seeds_both_pipelines_share(tmp_path):
     """gplinker seeds 0, 1, 2 against baseline seeds 0, 1: means over 0 and 1 only."""
-    results = tmp_path / "results"
     runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
             ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75), ("baseline", 0.72)]),
             ("conll04-minilm-seed2", "MiniLM (seed 2)", 2, [("gplinker-egp", 0.3)]))
-    for folder, tok2vec, seed, pipelines in runs:
-        (results / folder / "configs").mkdir(parents=True)
-        for pipeline, _ in pipelines:
-            (results / folder / "configs" / f"{pipeline}.cfg").write_text(f"[system]\nseed = {seed}\n")
-        (results / folder / "relations.json").write_text(json.dumps(
-            {"dataset": "conll04", "tok2vec": tok2vec, "template": "t.cfg", "machine": {},
-             "rows": [_row(pipeline, f) for pipeline, f in pipelines]}))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{START}\n{END}\n")
-    write_report(results, readme)
-    text = readme.read_text()
+    text = _report_of_seed_runs(tmp_path, runs)
     # strict F = 2/3 f. gplinker 60, 50 (and 20 with seed 2, left out); baseline 40, 48: means 55 and 44
     assert ("| gplinker strict F ≥ baseline + 5, means over seeds 0, 1 | conll04 (MiniLM) | +11.00 points | yes |"
             in text)
