@@ -227,12 +227,16 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
 
 
 def _report_of_seed_runs(tmp_path, runs) -> str:
-    """The README report of relation runs (folder, tok2vec label, seed, [(pipeline, f)]), each seed in its configs."""
+    """The README report of relation runs (folder, tok2vec label, seed, [(pipeline, f)], head_lr_scale), each
+    run's seed and rates in its configs (the encoder at 5e-5)."""
     results = tmp_path / "results"
-    for folder, tok2vec, seed, pipelines in runs:
+    for folder, tok2vec, seed, pipelines, head_lr_scale in runs:
         (results / folder / "configs").mkdir(parents=True)
         for pipeline, _ in pipelines:
-            (results / folder / "configs" / f"{pipeline}.cfg").write_text(f"[system]\nseed = {seed}\n")
+            (results / folder / "configs" / f"{pipeline}.cfg").write_text(
+                f"[system]\nseed = {seed}\n[components]\n[components.head]\nhead_lr_scale = {head_lr_scale}\n"
+                "[components.transformer]\nmax_batch_items = 4096\n[training]\n[training.optimizer]\n"
+                "[training.optimizer.learn_rate]\n@schedules = \"warmup_linear.v1\"\ninitial_rate = 0.00005\n")
         (results / folder / "relations.json").write_text(json.dumps(
             {"dataset": "conll04", "tok2vec": tok2vec, "template": "t.cfg", "machine": {},
              "rows": [_row(pipeline, f) for pipeline, f in pipelines]}))
@@ -244,28 +248,47 @@ def _report_of_seed_runs(tmp_path, runs) -> str:
 
 def test_seed_table_groups_the_runs_of_one_pipeline_by_the_seed_in_their_configs(tmp_path):
     """Two runs of the same pipeline with seeds 0 and 1 (labels "MiniLM", "MiniLM (seed 1)"): mean and spread."""
-    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
-            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75)]))
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)], 20),
+            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75)], 20))
     text = _report_of_seed_runs(tmp_path, runs)
-    # strict F = 2/3 f: 60.00 and 50.00, mean 55.00, spread 10.00; the baseline has one seed: no row
-    assert "| conll04 | MiniLM | gplinker, EGP pair pointers | 0: 60.00, 1: 50.00 | **55.00** | 10.00 |" in text
-    assert "| conll04 | MiniLM | spaCy ner + pair classifier |" not in text
+    # strict F = 2/3 f: 60.00 and 50.00, mean 55.00, spread 10.00; the baseline has one seed: no spread
+    assert ("| conll04 | MiniLM | gplinker, EGP pair pointers | 5e-5 / 1e-3 | 0: 60.00, 1: 50.00 | **55.00** "
+            "| 10.00 |") in text
+    assert "| conll04 | MiniLM | spaCy ner + pair classifier | 5e-5 / 1e-3 | 0: 40.00 | **40.00** | – |" in text
     assert "### conll04 relations — MiniLM encoder, seed 1 (`t.cfg`)" in text
     assert "### conll04 relations — MiniLM encoder (`t.cfg`)" in text
     assert "| gplinker strict F ≥ 55 | conll04 (MiniLM, seed 1) | 50.00 | **no** |" in text
     assert "means over seeds" not in text  # the baseline has one seed: no target on the means
 
 
+def test_runs_with_other_learning_rates_are_rows_of_their_own_not_seeds(tmp_path):
+    """A run with the heads at the encoder's rate (head_lr_scale 1) is compared, not averaged with seed 0."""
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)], 20),
+            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75), ("baseline", 0.72)], 20),
+            ("conll04-minilm-one-rate", "MiniLM (one rate)", 0, [("gplinker-egp", 0.3)], 1))
+    text = _report_of_seed_runs(tmp_path, runs)
+    assert "| conll04 | MiniLM | gplinker, EGP pair pointers | 5e-5 / 5e-5 | 0: 20.00 | **20.00** | – |" in text
+    assert ("| conll04 | MiniLM | gplinker, EGP pair pointers | 5e-5 / 1e-3 | 0: 60.00, 1: 50.00 | **55.00** "
+            "| 10.00 |") in text
+    assert "### conll04 relations — MiniLM encoder, one rate (`t.cfg`)" in text
+    assert "| gplinker strict F ≥ 55 | conll04 (MiniLM, one rate) | 20.00 | **no** |" in text
+    # the means target: the rates with two seeds of both pipelines only
+    assert ("| gplinker strict F ≥ baseline + 5, means over seeds 0, 1 | conll04 (MiniLM, rates 5e-5 / 1e-3) "
+            "| +11.00 points | yes |") in text
+    assert "rates 5e-5 / 5e-5" not in text
+
+
 def test_the_margin_target_on_seed_means_takes_the_seeds_both_pipelines_share(tmp_path):
     """gplinker seeds 0, 1, 2 against baseline seeds 0, 1: means over 0 and 1 only."""
-    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)]),
-            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75), ("baseline", 0.72)]),
-            ("conll04-minilm-seed2", "MiniLM (seed 2)", 2, [("gplinker-egp", 0.3)]))
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9), ("baseline", 0.6)], 20),
+            ("conll04-minilm-seed1", "MiniLM (seed 1)", 1, [("gplinker-egp", 0.75), ("baseline", 0.72)], 20),
+            ("conll04-minilm-seed2", "MiniLM (seed 2)", 2, [("gplinker-egp", 0.3)], 20))
     text = _report_of_seed_runs(tmp_path, runs)
     # strict F = 2/3 f. gplinker 60, 50 (and 20 with seed 2, left out); baseline 40, 48: means 55 and 44
-    assert ("| gplinker strict F ≥ baseline + 5, means over seeds 0, 1 | conll04 (MiniLM) | +11.00 points | yes |"
-            in text)
-    assert "| conll04 | MiniLM | spaCy ner + pair classifier | 0: 40.00, 1: 48.00 | **44.00** | 8.00 |" in text
+    assert ("| gplinker strict F ≥ baseline + 5, means over seeds 0, 1 | conll04 (MiniLM, rates 5e-5 / 1e-3) "
+            "| +11.00 points | yes |") in text
+    assert ("| conll04 | MiniLM | spaCy ner + pair classifier | 5e-5 / 1e-3 | 0: 40.00, 1: 48.00 | **44.00** "
+            "| 8.00 |") in text
 
 
 def test_pair_vectors_gradient_matches_finite_differences():

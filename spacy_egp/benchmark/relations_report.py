@@ -7,6 +7,7 @@ results/README.md and README.md's generated Results section; no figure is typed 
 import json
 import re
 from pathlib import Path
+from typing import NamedTuple
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from thinc.api import Config
@@ -17,7 +18,7 @@ NAMES = {
     "baseline": "spaCy ner + pair classifier",
 }
 TARGET_MARGIN, TARGET_FLOOR = 5.0, 55.0  # issue 19: with MiniLM, gplinker ≥ baseline + 5 and ≥ 55 strict F
-SEED_LABEL = re.compile(r" \(seed \d+\)$")  # a run's --tok2vec label may name its seed: "MiniLM (seed 1)"
+RUN_LABEL = re.compile(r" \((?P<label>[^()]*)\)$")  # what a run's --tok2vec label sets apart: "MiniLM (seed 1)"
 
 
 def _pct(value: Any) -> str:
@@ -56,25 +57,53 @@ def format_relations_table(results: Dict[str, Any]) -> str:
 
 
 def encoder_name(results: Dict[str, Any]) -> str:
-    """The encoder of a run, without the seed its label may name."""
-    return SEED_LABEL.sub("", results["tok2vec"])
+    """The encoder of a run, without what its label sets apart ("MiniLM (seed 1)" -> "MiniLM")."""
+    return RUN_LABEL.sub("", results["tok2vec"])
 
 
-def run_seed(folder: Path, pipeline: str) -> Optional[int]:
-    """The [system] seed a pipeline of the run in FOLDER trained with (FOLDER/configs/PIPELINE.cfg), if kept."""
-    config = folder / "configs" / f"{pipeline}.cfg"
-    if not config.exists():
+def run_label(results: Dict[str, Any]) -> Optional[str]:
+    """What a run's label sets apart from the encoder's main run ("MiniLM (seed 1)" -> "seed 1"), if anything."""
+    match = RUN_LABEL.search(results["tok2vec"])
+    return match["label"] if match else None
+
+
+class Recipe(NamedTuple):
+    """What a pipeline of a run trained with, read from its config: the rest is the template's."""
+
+    seed: Optional[int]
+    learn_rate: Optional[float]  # the optimizer's (initial) rate: the encoder's
+    head_lr_scale: float  # the heads' rate is learn_rate x this
+
+    @property
+    def rates(self) -> str:
+        """Encoder / heads, e.g. "5e-5 / 1e-3"."""
+        if self.learn_rate is None:
+            return "–"
+        return " / ".join(f"{rate:.0e}".replace("e-0", "e-") for rate in (self.learn_rate,
+                                                                          self.learn_rate * self.head_lr_scale))
+
+
+def run_recipe(folder: Path, pipeline: str) -> Optional[Recipe]:
+    """The recipe a pipeline of the run in FOLDER trained with (FOLDER/configs/PIPELINE.cfg), if kept."""
+    path = folder / "configs" / f"{pipeline}.cfg"
+    if not path.exists():
         return None
-    return Config().from_disk(config, interpolate=False).get("system", {}).get("seed")
+    config = Config().from_disk(path, interpolate=False)
+    rate = config.get("training", {}).get("optimizer", {}).get("learn_rate")
+    scales = [c["head_lr_scale"] for c in config.get("components", {}).values() if "head_lr_scale" in c]
+    return Recipe(seed=config.get("system", {}).get("seed"),
+                  learn_rate=rate.get("initial_rate") if isinstance(rate, dict) else rate,
+                  head_lr_scale=max(scales, default=1.0))
 
 
-def relations_heading(results: Dict[str, Any], seed: Optional[int] = None) -> str:
+def relations_heading(results: Dict[str, Any]) -> str:
     rows = results["rows"]
     steps = "; ".join(f"{r['pipeline']} {r['train_steps']:,}" for r in rows)
     retokenized = rows[0]["test_sentences_retokenized"] if rows else 0
-    seeded = "" if seed is None else f", seed {seed}"
+    label = run_label(results)
+    apart = "" if label is None else f", {label}"
     return (
-        f"### {results['dataset']} relations — {encoder_name(results)} encoder{seeded} (`{results['template']}`)\n\n"
+        f"### {results['dataset']} relations — {encoder_name(results)} encoder{apart} (`{results['template']}`)\n\n"
         f"Test split of SPLITS.md ({rows[0]['test_docs']:,} sentences). Every pipeline is generated from the "
         "same gplinker config: same encoder, seed, batcher, optimizer and budget (step of the last dev "
         f"evaluation: {steps}); model-best selected on dev by strict relation F. The baseline is spaCy `ner` plus a "
@@ -82,7 +111,7 @@ def relations_heading(results: Dict[str, Any], seed: Optional[int] = None) -> st
         "within the same `max_pair_distance`, mean-pooled entity vectors of the shared encoder concatenated, "
         f"a ReLU layer of {results.get('baseline_hidden_width', '?')}, a sigmoid per relation type; trained on "
         "the gold entities), scored by the same "
-        "scorer. The `ner`, the classifier and gplinker's heads all learn at the template's `head_lr_scale` "
+        "scorer. The `ner`, the classifier and gplinker's heads all learn at the config's `head_lr_scale` "
         "times the optimizer's rate, the encoder at the rate itself (spaCy's `ner` has no scale of its own: "
         "where it is not 1, the benchmark's subclass `bench_scaled_ner` adds it). Strict = both arguments' boundaries "
         "and entity types and the relation type right; untyped = argument boundaries and relation type; "
@@ -104,7 +133,8 @@ def format_relation_targets(all_results: List[Dict[str, Any]], seed_lines: Seque
         if results["tok2vec"] == "CNN" or "gplinker-egp" not in rows:
             continue
         egp = rows["gplinker-egp"]["test_relations_f"] * 100
-        name = f"{results['dataset']} ({SEED_LABEL.sub(lambda m: ', ' + m.group(0)[2:-1], results['tok2vec'])})"
+        label = run_label(results)
+        name = f"{results['dataset']} ({encoder_name(results)}{'' if label is None else ', ' + label})"
         if "baseline" in rows:
             gap = egp - rows["baseline"]["test_relations_f"] * 100
             lines.append(f"| gplinker strict F ≥ baseline + {TARGET_MARGIN:g} | {name} | {gap:+.2f} points | "
@@ -115,54 +145,58 @@ def format_relation_targets(all_results: List[Dict[str, Any]], seed_lines: Seque
     return "\n".join(["| target | dataset | measured | met |", "|---|---|---|---|"] + lines) if lines else ""
 
 
-SeedKey = Tuple[str, str, str, str]  # dataset, encoder, template, pipeline
+RecipeKey = Tuple[str, str, str, str, str]  # dataset, encoder, template, pipeline, learning rates
 
 
-def seed_scores(runs: List[Tuple[Path, Dict[str, Any]]]) -> Dict[SeedKey, Dict[int, float]]:
-    """Strict test F (%) by seed of each pipeline, over the runs that differ only in their seed."""
-    by_pipeline: Dict[SeedKey, Dict[int, float]] = {}
+def seed_scores(runs: List[Tuple[Path, Dict[str, Any]]]) -> Dict[RecipeKey, Dict[int, float]]:
+    """Strict test F (%) by seed of each pipeline and learning rates, over the runs whose configs were kept."""
+    by_recipe: Dict[RecipeKey, Dict[int, float]] = {}
     for folder, results in runs:
         for row in results["rows"]:
-            seed = run_seed(folder, row["pipeline"])
-            if seed is not None:
-                key = (results["dataset"], encoder_name(results), results["template"], row["pipeline"])
-                by_pipeline.setdefault(key, {})[seed] = row["test_relations_f"] * 100
-    return by_pipeline
+            recipe = run_recipe(folder, row["pipeline"])
+            if recipe is not None and recipe.seed is not None:
+                key = (results["dataset"], encoder_name(results), results["template"], row["pipeline"], recipe.rates)
+                by_recipe.setdefault(key, {})[recipe.seed] = row["test_relations_f"] * 100
+    return by_recipe
 
 
 def _mean(scores: Dict[int, float]) -> float:
     return sum(scores.values()) / len(scores)
 
 
-def format_seed_table(by_pipeline: Dict[SeedKey, Dict[int, float]]) -> str:
-    """Strict F of each pipeline trained with more than one seed, the rest of the run the same: mean and spread."""
-    lines = [f"| {dataset} | {encoder} | {NAMES.get(pipeline, pipeline)} | "
+def format_seed_table(by_recipe: Dict[RecipeKey, Dict[int, float]]) -> str:
+    """Strict F of each pipeline by learning rates and seed: mean and spread over the seeds."""
+    lines = [f"| {dataset} | {encoder} | {NAMES.get(pipeline, pipeline)} | {rates} | "
              + ", ".join(f"{seed}: {f:.2f}" for seed, f in sorted(scores.items()))
-             + f" | **{_mean(scores):.2f}** | {max(scores.values()) - min(scores.values()):.2f} |"
-             for (dataset, encoder, _, pipeline), scores in sorted(by_pipeline.items()) if len(scores) > 1]
-    header = ["| dataset | encoder | pipeline | strict F by seed | mean | spread (max − min) |", "|---|---|---|---|---|---|"]
+             + f" | **{_mean(scores):.2f}** | "
+             + (f"{max(scores.values()) - min(scores.values()):.2f}" if len(scores) > 1 else "–") + " |"
+             for (dataset, encoder, _, pipeline, rates), scores in sorted(by_recipe.items())]
+    header = ["| dataset | encoder | pipeline | learning rate: encoder / heads | strict F by seed | mean "
+              "| spread (max − min) |", "|---|---|---|---|---|---|---|"]
     return "\n".join(header + lines) if lines else ""
 
 
-def seed_mean_targets(by_pipeline: Dict[SeedKey, Dict[int, float]]) -> List[str]:
-    """gplinker ≥ baseline + 5 on the means over the seeds both were trained with (two or more)."""
+def seed_mean_targets(by_recipe: Dict[RecipeKey, Dict[int, float]]) -> List[str]:
+    """gplinker ≥ baseline + 5 on the means over the seeds both were trained with (two or more), same rates."""
     lines = []
-    for (dataset, encoder, template, pipeline), egp in sorted(by_pipeline.items()):
-        baseline = by_pipeline.get((dataset, encoder, template, "baseline"), {})
+    for (dataset, encoder, template, pipeline, rates), egp in sorted(by_recipe.items()):
+        baseline = by_recipe.get((dataset, encoder, template, "baseline", rates), {})
         shared = sorted(set(egp) & set(baseline))
         if pipeline != "gplinker-egp" or encoder == "CNN" or len(shared) < 2:
             continue
         gap = _mean({seed: egp[seed] for seed in shared}) - _mean({seed: baseline[seed] for seed in shared})
         seeds = ", ".join(str(seed) for seed in shared)
         lines.append(f"| gplinker strict F ≥ baseline + {TARGET_MARGIN:g}, means over seeds {seeds} | "
-                     f"{dataset} ({encoder}) | {gap:+.2f} points | {'yes' if gap >= TARGET_MARGIN else '**no**'} |")
+                     f"{dataset} ({encoder}, rates {rates}) | {gap:+.2f} points | "
+                     f"{'yes' if gap >= TARGET_MARGIN else '**no**'} |")
     return lines
 
 
 SEED_CAPTION = (
-    "Seeds: the same pipeline, config and budget trained again with another `system.seed` (its own run folder, "
-    "the seed read from the run's `configs/`): the spread is the noise a gap between two single-seed rows above "
-    "has to beat. Pipelines run with one seed only are not listed."
+    "Seeds and learning rates: each pipeline of the runs above, grouped by its learning rates (the encoder's, the "
+    "optimizer's initial rate; the heads', that times `head_lr_scale`) and listed by `system.seed`, all read from "
+    "the run's `configs/`; the rest of each run is the template's. The spread over seeds is the noise a gap "
+    "between two single-seed rows has to beat."
 )
 
 
@@ -203,16 +237,14 @@ def relation_sections(results_dir: Path) -> List[str]:
     all_results = [json.loads(p.read_text()) for p in paths]
     parts: List[str] = []
     for path, results in zip(paths, all_results):
-        seeds = {run_seed(path.parent, row["pipeline"]) for row in results["rows"]}
-        seed = seeds.pop() if len(seeds) == 1 and SEED_LABEL.search(results["tok2vec"]) else None
-        parts += [relations_heading(results, seed), format_relations_table(results)]
+        parts += [relations_heading(results), format_relations_table(results)]
         diagnosis = path.parent / "diagnosis.json"
         if diagnosis.exists():
             parts += [DIAGNOSIS_CAPTION, format_diagnosis_table(json.loads(diagnosis.read_text()))]
     by_seed = seed_scores([(path.parent, results) for path, results in zip(paths, all_results)])
     seed_table = format_seed_table(by_seed)
     if seed_table:
-        parts += ["### Relation results across seeds", SEED_CAPTION, seed_table]
+        parts += ["### Relation results across seeds and learning rates", SEED_CAPTION, seed_table]
     targets = format_relation_targets(all_results, seed_mean_targets(by_seed))
     if targets:
         parts += ["### Relation targets (issue 19, MiniLM, test)", targets]
