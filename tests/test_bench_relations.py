@@ -227,14 +227,16 @@ def test_report_generates_the_tables_from_the_result_files(tmp_path):
 
 
 def _report_of_seed_runs(tmp_path, runs) -> str:
-    """The README report of relation runs (folder, tok2vec label, seed, [(pipeline, f)], head_lr_scale), each
-    run's seed and rates in its configs (the encoder at 5e-5)."""
+    """The README report of relation runs (folder, tok2vec label, seed, [(pipeline, f)], head_lr_scale[,
+    loss_weighting]), each run's seed, rates and loss weighting in its configs (the encoder at 5e-5)."""
     results = tmp_path / "results"
-    for folder, tok2vec, seed, pipelines, head_lr_scale in runs:
+    for folder, tok2vec, seed, pipelines, head_lr_scale, *loss_weighting in runs:
         (results / folder / "configs").mkdir(parents=True)
+        weighting = "".join(f'loss_weighting = "{value}"\n' for value in loss_weighting)
         for pipeline, _ in pipelines:
             (results / folder / "configs" / f"{pipeline}.cfg").write_text(
                 f"[system]\nseed = {seed}\n[components]\n[components.head]\nhead_lr_scale = {head_lr_scale}\n"
+                f"{weighting}"
                 "[components.transformer]\nmax_batch_items = 4096\n[training]\n[training.optimizer]\n"
                 "[training.optimizer.learn_rate]\n@schedules = \"warmup_linear.v1\"\ninitial_rate = 0.00005\n")
         (results / folder / "relations.json").write_text(json.dumps(
@@ -276,6 +278,16 @@ def test_runs_with_other_learning_rates_are_rows_of_their_own_not_seeds(tmp_path
     assert ("| gplinker strict F ≥ baseline + 5, means over seeds 0, 1 | conll04 (MiniLM, rates 5e-5 / 1e-3) "
             "| +11.00 points | yes |") in text
     assert "rates 5e-5 / 5e-5" not in text
+
+
+def test_a_run_with_the_other_loss_weighting_is_a_row_of_its_own(tmp_path):
+    """gplinker with the pointers weighed 1 : 1 : 1 is compared with seed 0 of the reference weighting."""
+    runs = (("conll04-minilm", "MiniLM", 0, [("gplinker-egp", 0.9)], 20),
+            ("conll04-minilm-per-pointer", "MiniLM (loss 1:1:1)", 0, [("gplinker-egp", 0.6)], 20, "per_pointer"))
+    text = _report_of_seed_runs(tmp_path, runs)
+    assert "| conll04 | MiniLM | gplinker, EGP pair pointers | 5e-5 / 1e-3 | 0: 60.00 | **60.00** | – |" in text
+    assert ("| conll04 | MiniLM | gplinker, EGP pair pointers | 5e-5 / 1e-3, loss per_pointer | 0: 40.00 | **40.00** "
+            "| – |") in text
 
 
 def test_the_margin_target_on_seed_means_takes_the_seeds_both_pipelines_share(tmp_path):

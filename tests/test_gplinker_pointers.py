@@ -321,16 +321,20 @@ def _zlpr_row(logits, gold):
     return math.log1p(numpy.exp(negatives).sum()) + math.log1p(numpy.exp(-positives).sum())
 
 
-def test_loss_sums_rows_per_doc_and_averages_over_docs():
+@pytest.mark.parametrize("loss_weighting", ["reference", "per_pointer"])
+def test_loss_weighs_rows_as_the_reference_or_pointers_equally(loss_weighting):
     nlp = spacy.blank("en")
-    pipe = _gplinker(nlp)
+    pipe = nlp.add_pipe("gplinker", config={"model": {"tok2vec": SMALL_TOK2VEC, "head_size": 16, "pair_head_size": 16},
+                                            "loss_weighting": loss_weighting})
     examples = [make_example(nlp), make_example(nlp, entities=ENTITIES, relations=RELATIONS[:1])]
     nlp.initialize(lambda: examples)
     scores = pipe.predict([eg.predicted for eg in examples])
     loss, gradient = pipe.get_loss(examples, scores)
     labels, relation_labels = pipe.labels, pipe.relation_labels
     width = scores.pairs.dataXd.shape[1] // 2
-    total, offset = 0.0, 0
+    # each pointer's rows: entity types, head-pair relation types, tail-pair relation types
+    rows: dict = {"entity": [], "head": [], "tail": []}
+    offset = 0
     for eg in examples:
         n = len(eg.predicted)
         entity_band = scores.entities.dataXd[offset : offset + n].astype("float64")
@@ -341,7 +345,7 @@ def test_loss_sums_rows_per_doc_and_averages_over_docs():
                 if span.label_ == label:
                     gold[span.start, span.end - span.start - 1] = True
             valid = numpy.isfinite(entity_band[:, :, k])
-            total += _zlpr_row(entity_band[:, :, k][valid], gold[valid])
+            rows["entity"].append(_zlpr_row(entity_band[:, :, k][valid], gold[valid]))
         for r, label in enumerate(relation_labels):
             heads = numpy.zeros(pair_band.shape[:2], bool)
             tails = numpy.zeros(pair_band.shape[:2], bool)
@@ -349,12 +353,21 @@ def test_loss_sums_rows_per_doc_and_averages_over_docs():
                 if relation.label == label:
                     heads[pair_cell(relation.head.start, relation.tail.start, width)] = True
                     tails[pair_cell(relation.head.end - 1, relation.tail.end - 1, width)] = True
-            for channel, gold in ((r, heads), (len(relation_labels) + r, tails)):
+            for pointer, channel, gold in (("head", r, heads), ("tail", len(relation_labels) + r, tails)):
                 valid = numpy.isfinite(pair_band[:, :, channel])
-                total += _zlpr_row(pair_band[:, :, channel][valid], gold[valid])
+                rows[pointer].append(_zlpr_row(pair_band[:, :, channel][valid], gold[valid]))
         offset += n
-    assert loss == pytest.approx(total / len(examples), rel=1e-4)
+    if loss_weighting == "reference":  # K.mean(K.sum(loss, axis=1)): per doc the sum of its rows
+        expected = sum(sum(values) for values in rows.values()) / len(examples)
+    else:
+        expected = sum(numpy.mean(values) for values in rows.values())
+    assert loss == pytest.approx(expected, rel=1e-4)
     assert isinstance(gradient, GPLinkerScores)
+
+
+def test_loss_weighting_must_be_known():
+    with pytest.raises(ValueError, match="loss_weighting = 'sum'.*'per_pointer'"):
+        spacy.blank("en").add_pipe("gplinker", config={"loss_weighting": "sum"})
 
 
 @pytest.mark.parametrize("pair_pointer", ["egp", "gp"])

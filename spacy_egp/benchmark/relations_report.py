@@ -73,14 +73,16 @@ class Recipe(NamedTuple):
     seed: Optional[int]
     learn_rate: Optional[float]  # the optimizer's (initial) rate: the encoder's
     head_lr_scale: float  # the heads' rate is learn_rate x this
+    loss_weighting: str = "reference"  # gplinker's loss_weighting
 
     @property
     def rates(self) -> str:
-        """Encoder / heads, e.g. "5e-5 / 1e-3"."""
+        """Encoder / heads, e.g. "5e-5 / 1e-3", and the loss weighting where it is not the reference's."""
         if self.learn_rate is None:
             return "–"
-        return " / ".join(f"{rate:.0e}".replace("e-0", "e-") for rate in (self.learn_rate,
-                                                                          self.learn_rate * self.head_lr_scale))
+        rates = " / ".join(f"{rate:.0e}".replace("e-0", "e-") for rate in (self.learn_rate,
+                                                                           self.learn_rate * self.head_lr_scale))
+        return rates if self.loss_weighting == "reference" else f"{rates}, loss {self.loss_weighting}"
 
 
 def run_recipe(folder: Path, pipeline: str) -> Optional[Recipe]:
@@ -90,10 +92,12 @@ def run_recipe(folder: Path, pipeline: str) -> Optional[Recipe]:
         return None
     config = Config().from_disk(path, interpolate=False)
     rate = config.get("training", {}).get("optimizer", {}).get("learn_rate")
-    scales = [c["head_lr_scale"] for c in config.get("components", {}).values() if "head_lr_scale" in c]
+    components = config.get("components", {}).values()
+    scales = [c["head_lr_scale"] for c in components if "head_lr_scale" in c]
+    weightings = [c["loss_weighting"] for c in components if "loss_weighting" in c]
     return Recipe(seed=config.get("system", {}).get("seed"),
                   learn_rate=rate.get("initial_rate") if isinstance(rate, dict) else rate,
-                  head_lr_scale=max(scales, default=1.0))
+                  head_lr_scale=max(scales, default=1.0), loss_weighting=weightings[0] if weightings else "reference")
 
 
 def relations_heading(results: Dict[str, Any]) -> str:
@@ -145,7 +149,7 @@ def format_relation_targets(all_results: List[Dict[str, Any]], seed_lines: Seque
     return "\n".join(["| target | dataset | measured | met |", "|---|---|---|---|"] + lines) if lines else ""
 
 
-RecipeKey = Tuple[str, str, str, str, str]  # dataset, encoder, template, pipeline, learning rates
+RecipeKey = Tuple[str, str, str, str, str]  # dataset, encoder, template, pipeline, learning rates (Recipe.rates)
 
 
 def seed_scores(runs: List[Tuple[Path, Dict[str, Any]]]) -> Dict[RecipeKey, Dict[int, float]]:
@@ -171,7 +175,8 @@ def format_seed_table(by_recipe: Dict[RecipeKey, Dict[int, float]]) -> str:
              + f" | **{_mean(scores):.2f}** | "
              + (f"{max(scores.values()) - min(scores.values()):.2f}" if len(scores) > 1 else "–") + " |"
              for (dataset, encoder, _, pipeline, rates), scores in sorted(by_recipe.items())]
-    header = ["| dataset | encoder | pipeline | learning rate: encoder / heads | strict F by seed | mean "
+    header = ["| dataset | encoder | pipeline | learning rate: encoder / heads (loss weighting, if not the "
+              "reference's) | strict F by seed | mean "
               "| spread (max − min) |", "|---|---|---|---|---|---|---|"]
     return "\n".join(header + lines) if lines else ""
 
@@ -194,7 +199,8 @@ def seed_mean_targets(by_recipe: Dict[RecipeKey, Dict[int, float]]) -> List[str]
 
 SEED_CAPTION = (
     "Seeds and learning rates: each pipeline of the runs above, grouped by its learning rates (the encoder's, the "
-    "optimizer's initial rate; the heads', that times `head_lr_scale`) and listed by `system.seed`, all read from "
+    "optimizer's initial rate; the heads', that times `head_lr_scale`) and gplinker's `loss_weighting` where it "
+    "is not the reference's, and listed by `system.seed`, all read from "
     "the run's `configs/`; the rest of each run is the template's. The spread over seeds is the noise a gap "
     "between two single-seed rows has to beat."
 )

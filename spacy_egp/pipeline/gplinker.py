@@ -13,7 +13,9 @@ its tail pair reach the relation's threshold.
 three outputs, added by Keras): per doc, the SUM of the ZLPR of every row
 (entity type, head-pointer relation type, tail-pointer relation type),
 averaged over the batch's docs. So a doc's entity rows and pair rows weigh
-K : R : R (K entity types, R relation types), not 1 : 1 : 1.
+K : R : R (K entity types, R relation types). `loss_weighting = "per_pointer"`
+weighs the three pointers 1 : 1 : 1 instead (each one's mean over its rows),
+the ablation that README's relation section measures.
 
 With entity_roles, the entity head has the reference's two untyped channels
 (ROLE_LABELS: relation heads and relation tails), learned from the relation
@@ -85,6 +87,8 @@ RELATION_SCORE_WEIGHTS = {"relations_f": 1.0, "relations_p": 0.0, "relations_r":
 DEFAULT_MAX_PAIRS_PER_TOKEN = 4.0
 # The entity channels of entity_roles: the relations' heads (the reference's subjects) and tails (objects).
 ROLE_LABELS = ("HEAD", "TAIL")
+# How get_loss weighs the three pointers: bojone/GPLinker's sum of rows (K : R : R), or 1 : 1 : 1.
+LOSS_WEIGHTINGS = ("reference", "per_pointer")
 
 
 # --------------------------------------------------------------------------
@@ -189,6 +193,7 @@ def make_relations_scorer() -> Callable[..., Dict[str, Any]]:
         "relation_thresholds": {},
         "max_pairs_per_token": DEFAULT_MAX_PAIRS_PER_TOKEN,
         "entity_roles": False,
+        "loss_weighting": "reference",
         "scorer": {"@scorers": "spacy_egp.relations_scorer.v1"},
     },
     # Fixed for the default key, as spaCy's spancat (see efficient_globalpointer)
@@ -207,6 +212,7 @@ def make_gplinker(
     max_pairs_per_token: Optional[float],
     head_lr_scale: float,
     entity_roles: bool,
+    loss_weighting: str,
     ents_mode: bool,
     scorer: Optional[Callable],
 ) -> "GPLinker":
@@ -224,6 +230,7 @@ def make_gplinker(
         max_pairs_per_token=max_pairs_per_token,
         head_lr_scale=head_lr_scale,
         entity_roles=entity_roles,
+        loss_weighting=loss_weighting,
         ents_mode=ents_mode,
         scorer=scorer,
     )
@@ -257,6 +264,7 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
         max_pairs_per_token: Optional[float] = DEFAULT_MAX_PAIRS_PER_TOKEN,
         head_lr_scale: float = 1.0,
         entity_roles: bool = False,
+        loss_weighting: str = "reference",
         ents_mode: bool = False,
         scorer: Optional[Callable] = relations_score,
     ) -> None:
@@ -288,6 +296,11 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
             predicted HEAD span to a predicted TAIL span; its arguments carry
             no entity type (label ""). For data whose entities have no types.
             False: the entities of doc.spans[spans_key] with their types.
+        loss_weighting (str): "reference": per doc the sum of the ZLPR of every
+            row (entity types, then each pair pointer's relation types), as
+            bojone/GPLinker; "per_pointer": the entity pointer, the head-pair
+            pointer and the tail-pair pointer each contribute the mean of its
+            rows (1 : 1 : 1).
         ents_mode (bool): Also write a non-overlapping selection of the entities to doc.ents.
         scorer (Optional[Callable]): The scoring method (spacy_egp.relations_scorer.v1).
         """
@@ -315,6 +328,10 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
             else _check_positive("max_pairs_per_token", max_pairs_per_token, " (or null for no cap)")
         )
         self.cfg["entity_roles"] = bool(entity_roles)
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"gplinker: loss_weighting = {loss_weighting!r} is not one of "
+                             f"{', '.join(map(repr, LOSS_WEIGHTINGS))}: set one of them in the config")
+        self.cfg["loss_weighting"] = loss_weighting
 
     @property
     def max_pair_distance(self) -> int:
@@ -449,9 +466,10 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
     def get_loss(self, examples: Iterable[Example], scores: GPLinkerScores) -> Tuple[float, GPLinkerScores]:
         """ZLPR of the entity band and of the pair band against the gold entities and relations.
 
-        Weighted as the reference: per doc the sum over all rows (entity
-        labels, then head and tail pointers' relation types), averaged over
-        the batch's docs.
+        Weighted as the reference (loss_weighting "reference"): per doc the sum
+        over all rows (entity labels, then head and tail pointers' relation
+        types), averaged over the batch's docs; or, "per_pointer", each of the
+        three pointers' mean over its rows.
 
         RETURNS (Tuple[float, GPLinkerScores]): The loss and its gradient for both bands.
         """
@@ -466,15 +484,21 @@ class GPLinker(GlobalPointerPipe[GPLinkerScores]):
         )
         valid = pair_mask(ops, pair_scores.lengths, width)
         pair_loss, d_pairs = sparse_zlpr_loss(ops, band, valid, ops.asarray(cells, dtype="int64"), pair_scores.lengths)
-        # sparse_zlpr_loss averages over (doc, label) rows; the reference sums the rows of a doc
-        # and averages over docs: the mean times the number of rows of a doc
-        n_entity_rows, n_pair_rows = len(self.labels), band.shape[2]
-        loss = entity_loss * n_entity_rows + pair_loss * n_pair_rows
+        entity_weight, pair_weight = self._loss_weights(band.shape[2])
+        loss = entity_loss * entity_weight + pair_loss * pair_weight
         d_scores = GPLinkerScores(
-            Ragged(d_entities * n_entity_rows, scores.entities.lengths),
-            Ragged(d_pairs * n_pair_rows, pair_scores.lengths),
+            Ragged(d_entities * entity_weight, scores.entities.lengths),
+            Ragged(d_pairs * pair_weight, pair_scores.lengths),
         )
         return loss, d_scores
+
+    def _loss_weights(self, n_pair_rows: int) -> Tuple[int, int]:
+        """The factors of the entity loss and of the pair loss, each a mean over its (doc, row) pairs."""
+        if self.cfg.get("loss_weighting", "reference") == "per_pointer":
+            # the pair band holds the head pointer's rows and the tail pointer's: its mean is half their sum
+            return 1, 2
+        # the reference sums the rows of a doc and averages over docs: each mean times its rows per doc
+        return len(self.labels), n_pair_rows
 
     def initialize(
         self,
